@@ -1,0 +1,16 @@
+"""Shared test fixtures for the core and every in-repo plugin."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Recorded data copied from the project's shared fixtures: key->shape manifests
+    (official/), reference outputs of the official implementations (ref/) and real vendor
+    tool outputs (toolchains/)."""
+    return FIXTURES

@@ -1,0 +1,153 @@
+"""``hrdeploy bench``: throughput over batch sizes, device-only and end-to-end, in one run.
+
+* device-only: one prepared batch fed to ``Runner.run`` repeatedly (no host work), or the
+  target's own tool (ais_bench, bmrt_test, vamp) when it has one and a device is present;
+* end-to-end: JPEG files decoded, preprocessed, run and post-processed by the same streaming
+  loop as ``eval``, with the time per stage reported per image.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import __version__
+from .engine import Stream
+from .errors import UserError
+from .export import reference_inputs
+from .model import SampleRef
+from .samples import write_images
+from .session import Session
+
+
+def _percentiles(lat_ms: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(lat_ms, np.float64)
+    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
+            "p90": round(float(np.percentile(a, 90)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
+
+
+def _timed_loop(fn: Callable[[], Any], seconds: float, warmup: int, min_iters: int = 5,
+                max_iters: int = 100000) -> tuple[list[float], int]:
+    for _ in range(warmup):
+        fn()
+    lat = []
+    start = time.perf_counter()
+    while len(lat) < max_iters:
+        t0 = time.perf_counter()
+        fn()
+        lat.append((time.perf_counter() - t0) * 1000)
+        if len(lat) >= min_iters and time.perf_counter() - start >= seconds:
+            break
+    return lat, len(lat)
+
+
+def device_only(session: Session, batch: int, seconds: float, warmup: int) -> dict[str, Any]:
+    x = reference_inputs(session.spec, session.variant, None, count=1)
+    xb = np.ascontiguousarray(np.repeat(x, batch, axis=0))
+    feeds = {session.runner.input_name: xb}
+    lat, iters = _timed_loop(lambda: session.runner.run(feeds), seconds, warmup)
+    mean_s = float(np.mean(lat)) / 1000
+    return {"device_ips": round(batch / mean_s, 3), "latency_ms": _percentiles(lat), "warmup": warmup,
+            "iterations": iters, "input_shape": list(xb.shape)}
+
+
+def end_to_end(session: Session, batch: int, seconds: float, images: list[Path],
+               options: dict[str, Any], workers: int | None) -> dict[str, Any]:
+    pipeline = session.pipeline(options)
+    refs = [SampleRef(p.name, p) for p in images]
+    # warm up the pipeline (first calls allocate, cache resampling weights...)
+    list(Stream(pipeline, session.runner, batch=batch, workers=workers).run(refs[:batch]))
+    stream = Stream(pipeline, session.runner, batch=batch, workers=workers)
+    deadline = time.perf_counter() + seconds
+    min_images = batch * 3
+
+    def feed() -> Iterator[SampleRef]:
+        for n, ref in enumerate(itertools.cycle(refs)):
+            if n >= min_images and time.perf_counter() > deadline:
+                return
+            yield SampleRef(f"{n}:{ref.id}", ref.path, ref.info)
+
+    t0 = time.perf_counter()
+    count = sum(1 for _ in stream.run(feed()))
+    wall = time.perf_counter() - t0
+    return {"e2e_ips": round(count / wall, 3), "e2e_images": count,
+            "e2e_per_image_ms": stream.timings.per_image_ms(count), "workers": stream.workers}
+
+
+def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup: int = 3,
+          options: dict[str, Any] | None = None, workers: int | None = None, e2e: bool = True,
+          images_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    runner = session.runner
+    native = session.target.bench_native(session.artifact, batches, seconds) if not runner.simulated else None
+    allowed = runner.batch_sizes
+    report: dict[str, Any] = {
+        **session.describe(), "seconds_per_point": seconds, "results": [], "skipped": [],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": os.uname().nodename, "hrdeploy_version": __version__,
+        "device_timing": "vendor tool" if native else "Runner.run wall time (host <-> device copies included)",
+    }
+    if runner.simulated:
+        report["note"] = ("simulator: the figures below measure the simulator on this host, "
+                          "not the chip; use them for parity only")
+    native_rows = {int(r["batch"]): r for r in (native or [])}
+    with tempfile.TemporaryDirectory() as tmp:
+        if e2e:
+            size = session.variant.input.fixed_size or (session.variant.input.gears[0] if session.variant.input.gears else (512, 512))
+            images = (sorted(Path(images_dir).glob("*.jpg")) if images_dir else
+                      write_images(Path(tmp), 16, size=(int(size[0] * 1.6), int(size[1] * 2.2)), seed=11))
+            if not images:
+                raise UserError(f"no .jpg images in {images_dir}")
+        for b in batches:
+            if allowed and b not in allowed:
+                report["skipped"].append({"batch": b, "reason": f"compiled batch sizes are {list(allowed)}"})
+                continue
+            log(f"batch {b}: measuring ...")
+            row: dict[str, Any] = {"batch": b}
+            if b in native_rows:
+                row.update(native_rows[b])
+            else:
+                row.update(device_only(session, b, seconds, warmup))
+            if e2e:
+                row.update(end_to_end(session, b, seconds, images, options or {}, workers))
+            if runner.simulated:
+                row["device_ips"] = None
+                row["e2e_ips"] = None
+            report["results"].append(row)
+    return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["results"] if r.get("device_ips")]
+    if not rows:
+        raise UserError("nothing to plot: no throughput figures (simulator or no batch measured)")
+    b = [r["batch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    ax.plot(b, [r["device_ips"] for r in rows], "o-", label="device only")
+    if any(r.get("e2e_ips") for r in rows):
+        ax.plot(b, [r.get("e2e_ips") or np.nan for r in rows], "s--", label="end to end")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(b, [str(v) for v in b])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / second")
+    ax.set_title(f"{report['model']}/{report['variant']} on {report['target']} ({report['precision']})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    from .io import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

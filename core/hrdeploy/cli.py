@@ -1,0 +1,494 @@
+"""The ``hrdeploy`` command line: one vocabulary for every installed model and target."""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ParityError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="HRNet-family models from a PyTorch checkpoint to a measured deployment.\n\n"
+                       "export -> convert -> predict / eval / bench / verify, for any installed model on any installed target.")
+toolchain_app = typer.Typer(no_args_is_help=True, help="Provision vendor toolchains (nothing is installed behind your back).")
+app.add_typer(toolchain_app, name="toolchain")
+
+def _console(stderr: bool) -> Console:
+    # rich wraps at 80 columns when not writing to a terminal; logs and CI deserve wider tables
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, width=None if probe.is_terminal else 160)
+
+
+out = _console(False)
+err = _console(True)
+_state = {"debug": False}
+
+
+def _registry() -> Any:
+    from .plugins import registry
+
+    return registry()
+
+
+def _log(msg: str) -> None:
+    err.print(f"[dim]{msg}[/dim]", highlight=False)
+
+
+def _kv(pairs: Optional[List[str]], what: str) -> dict[str, str]:
+    out_: dict[str, str] = {}
+    for p in pairs or []:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise UserError(f"{what} expects KEY=VALUE, got {p!r}")
+        out_[k.strip().replace("-", "_")] = v
+    return out_
+
+
+def _target_options(sets: Optional[List[str]], **named: Any) -> dict[str, Any]:
+    opts = {k: v for k, v in named.items() if v is not None}
+    opts.update(_kv(sets, "--set"))
+    return opts
+
+
+def _model_options(opts: Optional[List[str]], **named: Any) -> dict[str, Any]:
+    o = {k: v for k, v in named.items() if v is not None}
+    o.update(_kv(opts, "--opt"))
+    return o
+
+
+def _progress(description: str) -> Callable[[int, int], Callable[[int], None]]:
+    """A rich progress bar on stderr, created lazily by the command that needs it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    holder: dict[str, Any] = {}
+
+    def start(total: int, done: int) -> Callable[[int], None]:
+        prog = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err, transient=False, disable=not err.is_terminal)
+        prog.start()
+        task = prog.add_task(description, total=total, completed=done)
+        holder["p"] = prog
+
+        def tick(n: int) -> None:
+            prog.advance(task, n)
+            if prog.tasks[task].completed >= total:
+                prog.stop()
+        return tick
+
+    return start
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    _state["debug"] = debug
+    if version:
+        out.print(f"hrdeploy {__version__}")
+        raise typer.Exit(0)
+
+
+# -- list / doctor ---------------------------------------------------------------------------------
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Installed models and targets, with each plugin's status and each toolchain's availability."""
+    from .inventory import inventory
+
+    inv = inventory(_registry())
+    if as_json:
+        print(json.dumps(inv, indent=2))
+        return
+    t = Table(title="models", title_justify="left")
+    for c in ("name", "task", "variants", "distribution", "version", "status"):
+        t.add_column(c)
+    for m in inv["models"]:
+        t.add_row(m["name"], m["task"] or "", ", ".join(m["variants"]), m["distribution"] or "", m["version"] or "",
+                  m["status"] if m["status"] == "ok" else f"[red]{m['status']}[/red]: {m['error']}")
+    out.print(t)
+    t = Table(title="targets", title_justify="left")
+    for c in ("name", "distribution", "version", "status", "available", "detail"):
+        t.add_column(c)
+    for g in inv["targets"]:
+        t.add_row(g["name"], g["distribution"] or "", g["version"] or "",
+                  g["status"] if g["status"] == "ok" else f"[red]{g['status']}[/red]: {g['error']}",
+                  "yes" if g["available"] else "no", g["detail"] or "")
+    out.print(t)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Versions of everything hrdeploy depends on, each target's probe, and plugins that failed."""
+    from .inventory import doctor_report
+
+    rep = doctor_report(_registry())
+    if as_json:
+        print(json.dumps(rep, indent=2))
+        return
+    t = Table(title="environment", title_justify="left", show_header=False)
+    for k, v in rep["environment"].items():
+        t.add_row(k, str(v))
+    out.print(t)
+    t = Table(title="targets", title_justify="left")
+    for c in ("target", "available", "version", "detail"):
+        t.add_column(c)
+    for name, p in rep["targets"].items():
+        t.add_row(name, "yes" if p.get("available") else "no", str(p.get("version") or ""), p.get("detail", ""))
+    out.print(t)
+    if rep["problems"]:
+        out.print("[bold]problems[/bold]")
+        for p in rep["problems"]:
+            out.print(f"  - {p}", highlight=False)
+    else:
+        out.print("no problems found")
+
+
+# -- export / convert ----------------------------------------------------------------------------
+
+def _parity_table(title: str, report: Any) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in ("output", "max abs", "max rel (of max|ref|)", "min cosine", "sample-diff rel", "verdict"):
+        t.add_column(c)
+    for row in report.rows():
+        t.add_row(*row)
+    return t
+
+
+@app.command()
+def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list')."),
+           output: Path = typer.Option(..., "-o", "--output", help="The .onnx file to write."),
+           variant: Optional[str] = typer.Option(None, "--variant", help="Variant (default: the model's first)."),
+           weights: Optional[Path] = typer.Option(None, "--weights", help="Checkpoint (official, timm, mm* layouts...)."),
+           random_weights: bool = typer.Option(False, "--random-weights", help="Export seeded random weights (not a trained model)."),
+           seed: int = typer.Option(0, "--seed", help="Seed for --random-weights and the parity input."),
+           batch: Optional[int] = typer.Option(None, "--batch", help="Static batch size (default: dynamic batch)."),
+           dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch axis (the default)."),
+           opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+           ref_images: Optional[Path] = typer.Option(None, "--ref-images", help="Images for the reference set stored with the file."),
+           strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (exit 1) when ONNX Runtime breaches the tolerance.")) -> None:
+    """Export a model to ONNX and check ONNX Runtime against PyTorch on the same input."""
+    from .export import export as do_export
+    from .io import list_images
+
+    if batch is not None and dynamic_batch:
+        raise UserError("--batch and --dynamic-batch exclude each other")
+    spec = _registry().model(model)
+    var = spec.variant(variant)
+    if output.suffix.lower() != ".onnx":
+        raise UserError(f"-o must name an .onnx file, got {output}")
+    try:
+        rep = do_export(spec, var, output, weights=weights, random_weights=random_weights, seed=seed, batch=batch,
+                        opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None, log=_log)
+    except ParityError as e:
+        out.print(_parity_table("PyTorch vs ONNX Runtime", e.report))
+        raise
+    out.print(_parity_table(f"PyTorch vs ONNX Runtime ({rep['parity'].inputs} inputs)", rep["parity"]))
+    verdict = "[green]within tolerance[/green]" if rep["parity"].passed else "[red]BREACH (kept: --no-strict)[/red]"
+    out.print(f"wrote {output} ({spec.name}/{var.name}, opset {opset}); parity {verdict}")
+    if "RANDOM" in rep["metadata"]["weights"]:
+        out.print("[yellow]note: random weights: predictions are meaningless, numbers are for parity and speed only[/yellow]")
+    _registry().call("hrdeploy_after_export", onnx_path=output,
+                     report={**rep, "parity": rep["parity"].to_dict()})
+    if not rep["parity"].passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def convert(onnx_file: Path = typer.Argument(..., help="An .onnx file written by 'hrdeploy export'."),
+            target: str = typer.Option("onnxruntime", "--target", "-t", help="Target name (see 'hrdeploy list')."),
+            output: Path = typer.Option(..., "-o", "--output", help="Artifact folder to write."),
+            batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes to compile, e.g. 1,4,8."),
+            precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
+            calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (int8)."),
+            calib_count: int = typer.Option(100, "--calib-count", help="How many calibration images."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Write the plan and print the commands; run nothing."),
+            force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder."),
+            strict: bool = typer.Option(True, "--strict/--no-strict", help="Exit 1 when the converted model breaches its tolerance."),
+            chip: Optional[str] = typer.Option(None, "--chip", help="Sophon chip (bm1684, bm1684x)."),
+            soc: Optional[str] = typer.Option(None, "--soc", help="Ascend SoC (e.g. Ascend310P3; default: auto from npu-smi)."),
+            threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE (repeatable)."),
+            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE for calibration preprocessing.")) -> None:
+    """Convert an exported ONNX model for a target; the artifact's manifest records every command and the parity."""
+    from .convert import convert as do_convert
+
+    reg = _registry()
+    tgt = reg.target(target)
+    named = {"chip": chip, "soc": soc, "threads": threads}
+    for k, v in named.items():
+        if v is not None and k not in tgt.options:
+            raise UserError(f"--{k} is not an option of target {target!r}",
+                            "its options: " + (", ".join(tgt.options) or "none"))
+    art = do_convert(reg, onnx_file, target, output, precision=precision.lower(), batch=batch, calib_dir=calib,
+                     calib_count=calib_count, dry_run=dry_run, force=force,
+                     target_options=_target_options(sets, **named), model_options=_model_options(opts), log=_log)
+    m = art.manifest
+    for c in m["commands"]:
+        out.print(("[dim]would run:[/dim] " if dry_run else "[dim]ran:[/dim] ") + c["cmd"], highlight=False)
+    for chk in m.get("checks", []):
+        out.print(f"toolchain check: {chk}", highlight=False)
+    if dry_run:
+        out.print(f"plan written to {output} (nothing compiled: dry run)")
+        return
+    parity = m.get("parity", {})
+    if parity.get("status") == "not run":
+        out.print(f"[yellow]parity not run here: {parity['reason']}[/yellow]")
+    elif parity:
+        from .parity import OutputDiff
+
+        t = Table(title=f"{target} {m['precision']} vs onnxruntime fp32 ({parity['inputs']} inputs: "
+                        f"{m['reference']['source']})", title_justify="left")
+        for c in ("output", "max abs", "max rel", "min cosine", "verdict"):
+            t.add_column(c)
+        for o in parity["outputs"]:
+            t.add_row(o["output"], f"{o['max_abs']:.3g}", f"{o['max_rel']:.2e}", f"{o['cosine_min']:.6f}",
+                      "ok" if o["passed"] else "BREACH")
+        if parity.get("task"):
+            tk = parity["task"]
+            t.add_row(tk["name"], "", "", "", ("ok: " if tk["passed"] else "BREACH: ") + tk["text"])
+        out.print(t)
+        del OutputDiff
+    reg.call("hrdeploy_after_convert", artifact=art)
+    out.print(f"wrote {output} ({m['model']}/{m['variant']} -> {target} {m['precision']})")
+    if parity.get("status") == "failed" and strict:
+        err.print("error: the converted model breaches its tolerance (artifact kept; see manifest.json 'parity')")
+        raise typer.Exit(1)
+
+
+# -- predict / eval / bench --------------------------------------------------------------------------
+
+def _open(model_file: Path, device: Optional[str], sets: Optional[List[str]], threads: Optional[int] = None) -> Any:
+    from .session import open_session
+
+    return open_session(_registry(), model_file, device=device, target_options=_target_options(sets, threads=threads))
+
+
+@app.command()
+def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
+            images: List[Path] = typer.Argument(..., help="Image files or folders."),
+            vis: Optional[Path] = typer.Option(None, "--vis", help="Write drawn results into this folder."),
+            as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON."),
+            batch: int = typer.Option(1, "--batch", help="Batch size."),
+            device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
+            threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+            boxes: Optional[Path] = typer.Option(None, "--boxes", help="Person boxes (COCO detection results JSON)."),
+            flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
+            scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
+            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
+            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+    """Run a model on images: a table, JSON, and drawn results with --vis."""
+    from .engine import Stream
+    from .io import IMAGE_SUFFIXES, list_images, read_image, write_image
+    from .model import SampleRef
+
+    paths: list[Path] = []
+    for p in images:
+        if p.is_dir():
+            paths.extend(list_images(p))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise UserError(f"image not found: {p}")
+    paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or p.is_file()]
+    session = _open(model_file, device, sets, threads)
+    with session.runner:
+        pipeline = session.pipeline(_model_options(opts, boxes=str(boxes) if boxes else None, flip=flip,
+                                                   scales=scales))
+        stream = Stream(pipeline, session.runner, batch=batch)
+        results = []
+        for ref, pred in stream.run(SampleRef(p.name if len(paths) == len({q.name for q in paths}) else str(p), p)
+                                    for p in paths):
+            results.append({"image": str(ref.path), **pred})
+            if vis is not None:
+                drawn = session.spec.draw(read_image(ref.path), pred)
+                write_image(vis / ref.path.name, drawn)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    t = Table(title=f"{session.spec.name}/{session.variant.name} on {session.runner.label}", title_justify="left")
+    t.add_column("image")
+    t.add_column("prediction")
+    for r in results:
+        if "top_k" in r:
+            text = ", ".join(f"{k['name'].split(',')[0]} {k['score'] * 100:.1f}%" for k in r["top_k"][:3])
+        else:
+            people = r.get("people", [])
+            text = f"{len(people)} people" + (f", best score {max(p['score'] for p in people):.3f}" if people else "")
+        t.add_row(r["image"], text)
+    out.print(t)
+    if vis is not None:
+        out.print(f"drawn results in {vis}/")
+
+
+@app.command("eval")
+def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
+             data: str = typer.Option(..., "--data", help="KIND:PATH, e.g. imagenet:/data/ImageNet or coco:/data/coco."),
+             output: Path = typer.Option(Path("result.json"), "-o", "--output", help="Result JSON to write."),
+             limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images."),
+             batch: int = typer.Option(1, "--batch", help="Batch size."),
+             resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+             workers: Optional[int] = typer.Option(None, "--workers", help="Decode/preprocess threads."),
+             device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
+             threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+             boxes: Optional[Path] = typer.Option(None, "--boxes", help="Person boxes (COCO detection results JSON)."),
+             gt_boxes: Optional[bool] = typer.Option(None, "--gt-boxes/--no-gt-boxes", help="Use ground-truth person boxes."),
+             ann: Optional[Path] = typer.Option(None, "--ann", help="COCO annotation file (if not under DATA/annotations)."),
+             images_dir: Optional[Path] = typer.Option(None, "--images", help="COCO image folder (if not DATA/val2017)."),
+             labels: Optional[Path] = typer.Option(None, "--labels", help="ImageNet label file (if not DATA/val_label.txt)."),
+             flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
+             scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
+             opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
+             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+    """Evaluate on a dataset with the model's own pre/post-processing and metric."""
+    from .evaluate import evaluate
+
+    session = _open(model_file, device, sets, threads)
+    mopts = _model_options(opts, boxes=str(boxes) if boxes else None, gt_boxes=gt_boxes,
+                           ann=str(ann) if ann else None, images=str(images_dir) if images_dir else None,
+                           labels=str(labels) if labels else None, flip=flip, scales=scales)
+    with session.runner:
+        res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
+                       workers=workers, progress=_progress("eval"), log=_log)
+    rows = res.pop("_rows")
+    t = Table(title=f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
+                    f"{res['data']['evaluated']} images", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value")
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+    if res.get("simulated"):
+        out.print("[yellow]ran on a simulator: accuracy is meaningful, speed is not[/yellow]")
+    out.print(f"wrote {output}")
+    _registry().call("hrdeploy_after_eval", result=res, result_path=output)
+
+
+@app.command()
+def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
+          batch: str = typer.Option("1,4,8,16,32,64", "--batch", help="Batch sizes to sweep."),
+          seconds: float = typer.Option(5.0, "--seconds", help="Measuring time per batch size and mode."),
+          warmup: int = typer.Option(3, "--warmup", help="Warm-up runs per batch size."),
+          e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="Also measure end-to-end (decode+pre+infer+post)."),
+          images_dir: Optional[Path] = typer.Option(None, "--images", help="JPEGs for the end-to-end loop (default: generated)."),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+          plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
+          workers: Optional[int] = typer.Option(None, "--workers", help="Decode/preprocess threads."),
+          device: Optional[str] = typer.Option(None, "--device", help="Device id or onnxruntime provider."),
+          threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+          sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+    """Throughput over batch sizes: device-only and end-to-end, as a table, JSON and a PNG plot."""
+    from .bench import bench as do_bench, plot
+    from .io import atomic_write_json
+
+    try:
+        batches = sorted({int(b) for b in batch.split(",") if b.strip()})
+    except ValueError:
+        raise UserError(f"--batch expects comma-separated integers, got {batch!r}") from None
+    session = _open(model_file, device, sets, threads)
+    if isinstance(session.variant.input.batch, int):
+        batches = [session.variant.input.batch]
+    with session.runner:
+        rep = do_bench(session, batches, seconds=seconds, warmup=warmup, e2e=e2e, images_dir=images_dir,
+                       workers=workers, log=_log)
+    t = Table(title=f"{rep['model']}/{rep['variant']} on {rep['runner']} ({rep['precision']})", title_justify="left")
+    for c in ("batch", "device img/s", "latency ms mean/p50/p99", "e2e img/s", "e2e ms/img decode/pre/infer/post", "iters"):
+        t.add_column(c)
+    for r in rep["results"]:
+        lat = r.get("latency_ms") or {}
+        e = r.get("e2e_per_image_ms") or {}
+        t.add_row(str(r["batch"]), f"{r['device_ips']:.1f}" if r.get("device_ips") else "-",
+                  f"{lat.get('mean', 0):.1f}/{lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f}" if lat else "-",
+                  f"{r['e2e_ips']:.1f}" if r.get("e2e_ips") else "-",
+                  "/".join(f"{e.get(k, 0):.1f}" for k in ("decode", "preprocess", "infer", "postprocess")) if e else "-",
+                  str(r.get("iterations", "")))
+    out.print(t)
+    for s in rep["skipped"]:
+        out.print(f"[dim]batch {s['batch']} skipped: {s['reason']}[/dim]")
+    if rep.get("note"):
+        out.print(f"[yellow]{rep['note']}[/yellow]")
+    if json_out:
+        atomic_write_json(json_out, rep)
+        out.print(f"wrote {json_out}")
+    if plot_out:
+        plot(rep, plot_out)
+        out.print(f"wrote {plot_out}")
+    _registry().call("hrdeploy_after_bench", report=rep)
+
+
+@app.command()
+def preprocess(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder (for the model and variant)."),
+               images: Path = typer.Argument(..., help="Folder of images."),
+               output: Path = typer.Option(..., "-o", "--output", help="Folder for the .bin files."),
+               limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images.")) -> None:
+    """Write the seeds' per-image float32 .bin files (for driving ais_bench by hand)."""
+    from .artifact import Artifact
+    from .io import atomic_write_bytes, list_images, read_image
+    from .model import Sample, SampleRef
+
+    art = Artifact.load(model_file)
+    spec = _registry().model(art.model)
+    var = spec.variant(art.variant)
+    pipeline = spec.pipeline(var, {}, runtime={"sizes": list(var.input.sizes) or None})
+    paths = list_images(images)[: limit or None]
+    info_lines = []
+    for i, p in enumerate(paths):
+        items = pipeline.prepare(Sample(SampleRef(p.name, p), read_image(p)))
+        for k, item in enumerate(items):
+            stem = p.name.split(".", 1)[0] + (f"_{k}" if len(items) > 1 else "")
+            atomic_write_bytes(output / f"{stem}.bin", item.tensor.astype("float32").tobytes())
+            info_lines.append(f"{len(info_lines)} {output / (stem + '.bin')} {item.tensor.shape[-1]} {item.tensor.shape[-2]}")
+    atomic_write_bytes(output / "prep_bin.info", ("\n".join(info_lines) + "\n").encode())
+    out.print(f"wrote {len(info_lines)} .bin files for {spec.name}/{var.name} to {output} "
+              f"(float32 CHW; preprocessing: {json.dumps(pipeline.params)})", highlight=False)
+
+
+# -- toolchains -----------------------------------------------------------------------------------
+
+@toolchain_app.command("install")
+def toolchain_install(target: str = typer.Argument(..., help="Target whose toolchain to provision (e.g. sophon)."),
+                      python: Optional[str] = typer.Option(None, "--python", help="Interpreter for the toolchain environment.")) -> None:
+    """Create the toolchain environment a target needs (e.g. TPU-MLIR in a Python 3.10 venv)."""
+    tgt = _registry().target(target)
+    installer = getattr(tgt, "install_toolchain", None)
+    if installer is None:
+        raise UserError(f"target {target!r} has no installable toolchain", tgt.setup_hint or "see its documentation")
+    out.print(installer(python))
+
+
+# -- entry point ------------------------------------------------------------------------------------
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        rv = app(args=argv, prog_name="hrdeploy", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+    except UserError as e:
+        if _state["debug"]:
+            traceback.print_exc()
+        err.print(f"error: {e}", highlight=False, markup=False)
+        sys.exit(2)
+    except ParityError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted (eval results so far are kept: re-run with --resume)")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors and friends
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,164 @@
+"""``hrdeploy convert``: exported ONNX -> artifact folder for one target, with the parity of
+the converted model against ONNX Runtime fp32 on the same inputs recorded in its manifest."""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import __version__
+from .artifact import FORMAT, MANIFEST, REFERENCE, Artifact
+from .errors import ToolchainMissing, UserError
+from .export import load_reference, reference_inputs, run_onnx
+from .io import atomic_write_json, list_images, read_image
+from .model import ModelSpec, Sample, SampleRef, Variant
+from .parity import compare
+from .plugins import Registry
+from .target import ConvertRequest, Target, sha256_file
+
+
+def calibration_source(spec: ModelSpec, variant: Variant, images: Sequence[Path],
+                       options: dict[str, Any]) -> Callable[[int], Iterator[np.ndarray]]:
+    """Calibration tensors made by the model's own preprocessing, first ``count`` images."""
+    def generate(count: int) -> Iterator[np.ndarray]:
+        pipeline = spec.pipeline(variant, options, runtime={"sizes": list(variant.input.sizes) or None})
+        for path in images[:count]:
+            for item in pipeline.prepare(Sample(SampleRef(path.name, path), read_image(path))):
+                yield item.tensor
+    return generate
+
+
+def _reference_set(spec: ModelSpec, variant: Variant, src: Artifact, calib: list[Path], calib_count: int,
+                   options: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """Inputs for the parity check: held-out calibration images when there are some (images
+    the quantiser has not seen), else the reference inputs exported with the model, else
+    synthetic images."""
+    held_out = calib[calib_count:calib_count + 8]
+    if held_out:
+        return reference_inputs(spec, variant, held_out, count=8, options=options), \
+            f"{len(held_out)} held-out images from --calib"
+    ref_file = src.file("reference", required=False)
+    if ref_file is not None and ref_file.is_file():
+        x, _ = load_reference(ref_file)
+        return x, f"reference inputs exported with the model ({ref_file.name})"
+    return reference_inputs(spec, variant, None, options=options), "synthetic images"
+
+
+def parse_batches(text: str | None, variant: Variant) -> list[int]:
+    if isinstance(variant.input.batch, int):
+        fixed = variant.input.batch
+        if text and [int(b) for b in text.split(",")] != [fixed]:
+            raise UserError(f"{variant.name} only runs at batch {fixed}")
+        return [fixed]
+    if not text:
+        return [1]
+    try:
+        sizes = sorted({int(b) for b in text.split(",") if b.strip()})
+    except ValueError:
+        raise UserError(f"--batch expects comma-separated integers, got {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise UserError("batch sizes must be positive integers")
+    return sizes
+
+
+def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path, *, precision: str = "fp32",
+            batch: str | None = None, calib_dir: Path | None = None, calib_count: int = 100,
+            dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
+            model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> Artifact:
+    src = Artifact.load(onnx_path)
+    if src.is_folder:
+        raise UserError(f"{onnx_path} is already a converted artifact", "convert the exported .onnx file")
+    spec: ModelSpec = registry.model(src.model)
+    variant = spec.variant(src.variant)
+    target: Target = registry.target(target_name)
+    if precision not in target.precisions:
+        raise UserError(f"target {target.name!r} does not support {precision}", "choose " + ", ".join(target.precisions))
+    opts = dict(target_options or {})
+    unknown = set(opts) - set(target.options)
+    if unknown:
+        raise UserError(f"target {target.name!r} has no option {', '.join(sorted(unknown))}",
+                        "its options: " + (", ".join(target.options) or "none"))
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise UserError(f"output folder {out_dir} exists and is not empty", "choose another -o or pass --force")
+    calib = list_images(calib_dir) if calib_dir else []
+    if calib_dir and not calib:
+        raise UserError(f"no images in --calib {calib_dir}")
+    batches = parse_batches(batch, variant)
+    model_opts = dict(model_options or {})
+
+    # the manifest is written last, so a folder without one is never taken for an artifact;
+    # a failed conversion removes what it wrote (recorded paths stay the final ones for --from-plan)
+    if out_dir.exists() and force:
+        shutil.rmtree(out_dir)
+    work = out_dir
+    work.mkdir(parents=True, exist_ok=True)
+    ref_x, ref_source = _reference_set(spec, variant, src, calib, calib_count, model_opts)
+    request = ConvertRequest(
+        onnx_path=src.file("model").resolve(), out_dir=work, model=spec.name, variant=variant.name,
+        task=spec.task, input=src.input, preprocess=src.manifest.get("preprocess", variant.preprocess),
+        precision=precision, batch_sizes=batches, options=opts, dry_run=dry_run,
+        calib_dir=calib_dir, calib_count=calib_count,
+        calibration=calibration_source(spec, variant, calib, model_opts) if calib else None,
+        reference_inputs=ref_x, log=log)
+    try:
+        result = target.convert(request)
+    except BaseException:
+        # keep the tool logs of a failed run: they are what the user needs to read
+        for p in sorted(work.iterdir()):
+            if p.suffix != ".log":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        raise
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "model": spec.name, "variant": variant.name, "task": spec.task,
+        "input": src.manifest.get("input", variant.input.to_dict()), "outputs": list(variant.outputs),
+        "preprocess": request.preprocess, "tolerances": src.manifest.get("tolerances", {}),
+        "weights": src.manifest.get("weights"), "target": target.name, "precision": precision,
+        "batch_sizes": result.batch_sizes, "requested_batch_sizes": batches,
+        "sizes": [list(s) for s in (result.sizes or [])] or None,
+        "source_onnx": {"path": str(src.file("model")), "sha256": sha256_file(src.file("model"))},
+        "toolchain": result.toolchain, "target_options": opts, "commands": request.commands,
+        "checks": result.checks, "files": dict(result.files), "dry_run": dry_run,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hrdeploy_version": __version__, **({"conversion": result.extra} if result.extra else {}),
+    }
+    # files the deployment needs besides the network (DEKR's rescore net) travel along
+    for role, path in src.files().items():
+        if role not in ("model", "reference") and path.is_file():
+            shutil.copyfile(path, work / path.name)
+            manifest["files"][role] = path.name
+    # reference inputs + ONNX Runtime fp32 outputs: what `hrdeploy verify` compares against
+    ref_y = run_onnx(src.file("model"), ref_x)
+    np.savez_compressed(work / REFERENCE, input=ref_x,
+                        **{f"output:{n}": y for n, y in zip(variant.outputs, ref_y)})
+    manifest["files"]["reference"] = REFERENCE
+    manifest["reference"] = {"source": ref_source, "inputs": int(len(ref_x)), "runtime": "onnxruntime fp32"}
+    atomic_write_json(work / MANIFEST, manifest)
+    artifact = Artifact(work, manifest)
+    if not dry_run:
+        manifest["parity"] = check_parity(spec, variant, target, artifact, ref_x, ref_y, precision, opts)
+        atomic_write_json(work / MANIFEST, manifest)
+    return Artifact(out_dir, manifest)
+
+
+def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Artifact, ref_x: np.ndarray,
+                 ref_y: list[np.ndarray], precision: str, options: dict[str, Any],
+                 device: str | None = None) -> dict[str, Any]:
+    """Run the converted model on the reference inputs and compare with ONNX Runtime fp32."""
+    from .engine import run_arrays
+
+    try:
+        runner = target.open(artifact, device=device, options=options)
+    except ToolchainMissing as e:
+        return {"status": "not run", "reason": str(e),
+                "hint": "run 'hrdeploy verify' on the machine that has the device"}
+    with runner:
+        test = run_arrays(runner, ref_x)
+        label, simulated = runner.label, runner.simulated
+    report = compare(spec, variant, ref_y, test, precision, "onnxruntime fp32 (source ONNX)",
+                     f"{target.name} {precision}")
+    return {"status": "passed" if report.passed else "failed", "runner": label, "simulated": simulated,
+            **report.to_dict()}

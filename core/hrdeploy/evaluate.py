@@ -1,0 +1,125 @@
+"""``hrdeploy eval``: stream a dataset through an artifact, score it, write result.json
+atomically. Predictions are appended to ``<result>.partial.jsonl`` as they come, so an
+interrupted run continues with ``--resume`` where it stopped."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import __version__
+from .engine import Stream
+from .errors import UserError
+from .io import atomic_write_json, dumps
+from .model import SampleRef
+from .session import Session
+
+ProgressFactory = Callable[[int, int], Any]
+
+
+def parse_data(data: str) -> tuple[str, Path]:
+    kind, sep, path = data.partition(":")
+    if not sep or not kind or not path:
+        raise UserError(f"--data expects KIND:PATH (e.g. imagenet:/data/ImageNet or coco:/data/coco), got {data!r}")
+    return kind.lower(), Path(path)
+
+
+def _run_key(session: Session, data: str, limit: int | None, options: dict[str, Any]) -> str:
+    """Identifies what a partial file belongs to: resuming a different run would mix results."""
+    blob = json.dumps({"artifact": str(session.artifact.path.resolve()), "data": data, "limit": limit,
+                       "options": options, "model": session.spec.name, "variant": session.variant.name,
+                       "precision": session.artifact.precision}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+def _load_partial(path: Path, key: str) -> dict[str, dict[str, Any]]:
+    done: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        header = f.readline()
+        try:
+            if json.loads(header).get("run") != key:
+                raise UserError(f"{path} belongs to a different evaluation (other model, data or options)",
+                                "delete it or run without --resume")
+        except json.JSONDecodeError:
+            raise UserError(f"{path} is not an hrdeploy partial result", "delete it or run without --resume") from None
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break  # the line being written when the run was killed
+            done[rec["id"]] = rec["prediction"]
+    return done
+
+
+def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None, batch: int = 1,
+             resume: bool = False, options: dict[str, Any] | None = None, workers: int | None = None,
+             progress: Callable[[int, int], Iterator[None] | Any] | None = None,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    kind, path = parse_data(data)
+    opts = dict(options or {})
+    pipeline = session.pipeline(opts)
+    dataset = session.spec.dataset(kind, path, opts)
+    refs: list[SampleRef] = list(dataset)
+    if limit:
+        refs = refs[:limit]
+    metric = dataset.metric()
+    key = _run_key(session, data, limit, opts)
+    partial = partial_path(out)
+    done: dict[str, dict[str, Any]] = {}
+    if resume and partial.exists():
+        done = _load_partial(partial, key)
+        log(f"resuming: {len(done)} of {len(refs)} images already done ({partial.name})")
+    elif partial.exists() and not resume:
+        partial.unlink()
+    for ref in refs:
+        if ref.id in done:
+            metric.update(ref, done[ref.id])
+    todo = [r for r in refs if r.id not in done]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stream = Stream(pipeline, session.runner, batch=batch, workers=workers)
+    t0 = time.perf_counter()
+    with open(partial, "a", encoding="utf-8") as pf:
+        if pf.tell() == 0:
+            pf.write(json.dumps({"run": key, "created": _now()}) + "\n")
+        tick = progress(len(refs), len(done)) if progress else None
+        for n, (ref, pred) in enumerate(stream.run(todo), 1):
+            metric.update(ref, pred)
+            pf.write(dumps({"id": ref.id, "prediction": pred}, indent=None) + "\n")
+            if n % 16 == 0:
+                pf.flush()
+            if tick is not None:
+                tick(1)
+    wall = time.perf_counter() - t0
+    summary = metric.summary()
+    result = {
+        **session.describe(), "data": {"spec": data, **dataset.info(), "evaluated": len(refs), "limit": limit},
+        "metric": summary, "preprocess": pipeline.params, "options": opts, "batch": stream.batch,
+        "timing": {"seconds": round(wall, 3), "images": len(todo),
+                   "images_per_second": round(len(todo) / wall, 3) if wall > 0 and todo else None,
+                   "per_image_ms": stream.timings.per_image_ms(len(todo)), "resumed": len(done)},
+        "created": _now(), "hrdeploy_version": __version__,
+    }
+    extra = metric.extra_files()
+    written = {}
+    for name, obj in extra.items():
+        target = out.with_name(f"{out.stem}.{name}")
+        atomic_write_json(target, obj, indent=None)
+        written[name] = target.name
+    if written:
+        result["files"] = written
+    atomic_write_json(out, result)
+    partial.unlink(missing_ok=True)
+    result["_rows"] = metric.rows(summary)
+    return result
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

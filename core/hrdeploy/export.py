@@ -1,0 +1,170 @@
+"""``hrdeploy export``: PyTorch module -> checked ONNX file with hrdeploy metadata, and the
+parity of ONNX Runtime against PyTorch on the same input."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .artifact import reference_path_for_onnx, write_onnx_metadata
+from .errors import ParityError, UserError
+from .io import atomic_write_bytes, read_image
+from .model import Item, ModelSpec, Sample, SampleRef, Variant
+from .parity import ParityReport, compare
+
+
+def import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise UserError("torch is not installed: 'hrdeploy export' needs it",
+                        "pip install torch==2.13.0 (the other commands run without torch)") from None
+    return torch
+
+
+def seeded_weights(module: Any, seed: int) -> None:
+    """Fill ``module`` with the project's deterministic seeded weights (same rules as the test
+    fixtures, keyed by state_dict name), so random-weight exports are reproducible."""
+    from .testing.seeded import seeded_state_dict
+
+    sd = module.state_dict()
+    manifest = {"keys": {k: list(v.shape) for k, v in sd.items()}}
+    module.load_state_dict(seeded_state_dict(manifest, seed), strict=True)
+
+
+def model_metadata(spec: ModelSpec, variant: Variant, weights: str, batch: int | None) -> dict[str, Any]:
+    return {
+        "model": spec.name, "variant": variant.name, "task": spec.task,
+        "input": {**variant.input.to_dict(), "batch": batch if batch else variant.input.batch},
+        "outputs": list(variant.outputs), "preprocess": variant.preprocess,
+        "tolerances": {k: t.to_dict() for k, t in variant.tolerances.items()},
+        "weights": weights, "hrdeploy_version": __version__,
+    }
+
+
+def reference_inputs(spec: ModelSpec, variant: Variant, images: Sequence[Path] | None, count: int = 4,
+                     seed: int = 7, options: dict[str, Any] | None = None) -> np.ndarray:
+    """Network inputs made by the model's own preprocessing from ``images`` (or from
+    synthetic images): the inputs parity checks and verify use."""
+    from .samples import make_image
+
+    pipeline = spec.pipeline(variant, options or {}, runtime={"sizes": list(variant.input.sizes) or None})
+    items: list[Item] = []
+    sources = list(images or [])
+    for i in range(max(count, len(sources)) if sources else count):
+        if sources:
+            if i >= len(sources):
+                break
+            image, ref = read_image(sources[i]), SampleRef(sources[i].name, sources[i])
+        else:
+            h, w = _image_size_for(variant, i)
+            image, ref = make_image(h, w, seed + i), SampleRef(f"synthetic_{i}", Path(f"synthetic_{i}.jpg"))
+        items.extend(pipeline.prepare(Sample(ref, image)))
+    if not items:
+        raise UserError("no reference inputs could be made")
+    common = Counter(tuple(it.tensor.shape) for it in items).most_common(1)[0][0]
+    chosen = [it.tensor for it in items if tuple(it.tensor.shape) == common][:count]
+    return np.stack(chosen).astype(np.float32)
+
+
+def _image_size_for(variant: Variant, i: int) -> tuple[int, int]:
+    size = variant.input.fixed_size or (variant.input.gears[0] if variant.input.gears else (480, 640))
+    h, w = size
+    # portrait and landscape photographs around the network size
+    return (int(h * 1.5), int(w * 1.5)) if i % 2 == 0 else (int(h * 1.5), int(w * 1.2))
+
+
+def run_onnx(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    from .targets.onnxruntime.runner import OrtRunner
+
+    runner = OrtRunner(path)
+    return runner.run({runner.input_name: x})
+
+
+def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None, random_weights: bool,
+           seed: int = 0, batch: int | None = None, opset: int = 17, strict: bool = True,
+           ref_images: Sequence[Path] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    torch = import_torch()
+    if weights is None and not random_weights:
+        raise UserError("no weights given", "pass --weights CHECKPOINT, or --random-weights to export untrained weights")
+    if weights is not None and not Path(weights).is_file():
+        raise UserError(f"checkpoint not found: {weights}")
+    if isinstance(variant.input.batch, int) and batch not in (None, variant.input.batch):
+        raise UserError(f"{spec.name}/{variant.name} only runs at batch {variant.input.batch}")
+    fixed_batch = batch or (variant.input.batch if isinstance(variant.input.batch, int) else None)
+    import warnings
+
+    # the TorchScript exporter's constant-folding notes are noise for users
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+    module = spec.build(variant)
+    module.eval()
+    if weights is not None:
+        layout = spec.load_weights(module, Path(weights), variant)
+        weights_desc = f"{Path(weights).name}: {layout}"
+    else:
+        seeded_weights(module, seed)
+        weights_desc = f"RANDOM (seeded, seed {seed}): not a trained model"
+    log(f"weights: {weights_desc}")
+
+    x = spec.example_input(variant, batch=fixed_batch or 2, seed=seed)
+    with torch.inference_mode():
+        y = module(torch.from_numpy(x))
+    torch_out = [t.detach().numpy() for t in (y if isinstance(y, (tuple, list)) else (y,))]
+
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tmp_path = Path(tmp) / "export.onnx"
+        # the TorchScript exporter: the dynamo one turns HRNet's pooling into a fixed-size
+        # AveragePool and takes 10x longer (models-classification.md §6)
+        torch.onnx.export(module, (torch.from_numpy(x),), str(tmp_path),
+                          input_names=[variant.input.name], output_names=list(variant.outputs),
+                          dynamic_axes=spec.dynamic_axes(variant, dynamic_batch=fixed_batch is None) or None,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+        model = onnx.load(str(tmp_path))
+        meta = model_metadata(spec, variant, weights_desc, fixed_batch)
+        meta["opset"] = opset
+        extras = spec.artifact_files(variant, Path(weights) if weights else None)
+        meta["extra_files"] = {name: f"{out.stem}.{name}" for name in extras}
+        write_onnx_metadata(model, meta)
+        try:
+            onnx.checker.check_model(model)
+        except Exception as e:
+            raise UserError(f"the exported graph fails onnx.checker: {' '.join(str(e).split())[:200]}") from None
+        onnx.save(model, str(tmp_path))
+        ort_out = run_onnx(tmp_path, x)
+        report = compare(spec, variant, torch_out, ort_out, "fp32", "pytorch", "onnxruntime")
+        if not report.passed and strict:
+            raise ParityError("ONNX Runtime does not reproduce PyTorch: " + "; ".join(report.failures()), report)
+        os.replace(tmp_path, out)
+
+    # reference inputs and outputs travel with the file: convert and verify compare against them
+    ref_x = reference_inputs(spec, variant, ref_images)
+    ref_y = run_onnx(out, ref_x)
+    _save_npz(reference_path_for_onnx(out), ref_x, ref_y, list(variant.outputs))
+    for name, data in extras.items():
+        atomic_write_bytes(out.with_name(meta["extra_files"][name]), data)
+    return {"onnx": str(out), "metadata": meta, "parity": report, "reference": str(reference_path_for_onnx(out))}
+
+
+def _save_npz(path: Path, x: np.ndarray, outputs: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, input=x, **{f"output:{n}": o for n, o in zip(names, outputs)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_reference(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    with np.load(path) as z:
+        x = z["input"]
+        outs = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
+    return x, outs
+

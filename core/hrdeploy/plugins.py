@@ -1,0 +1,218 @@
+"""Plugin discovery: stevedore finds and imports entry points one by one, pluggy checks
+each module against the hook specs. A plugin that fails either step is recorded with its
+error and skipped; nothing it does can stop the others from loading."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from .errors import UserError
+
+GROUPS = {"model": "hrdeploy.models", "target": "hrdeploy.targets"}
+BUILTIN_TARGETS = ("onnxruntime",)
+
+
+@dataclass
+class PluginRecord:
+    """One entry point and what became of it."""
+
+    name: str
+    kind: str  # "model" or "target"
+    module: str
+    distribution: str | None
+    version: str | None
+    status: str = "ok"  # ok | error | disabled
+    error: str | None = None
+    provides: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "module": self.module,
+                "distribution": self.distribution, "version": self.version,
+                "status": self.status, "error": self.error, "provides": self.provides}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class Registry:
+    """Loads every installed plugin once and answers for models and targets."""
+
+    def __init__(self, load: bool = True) -> None:
+        self.pm = pluggy.PluginManager("hrdeploy")
+        self.pm.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        self.models: dict[str, Any] = {}
+        self.targets: dict[str, Any] = {}
+        self._owner: dict[str, PluginRecord] = {}
+        if load:
+            self.load()
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self) -> None:
+        from stevedore import ExtensionManager
+
+        disabled = {n.strip() for n in os.environ.get("HRDEPLOY_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        builtin_only = os.environ.get("HRDEPLOY_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
+        for kind, group in GROUPS.items():
+            failures: dict[str, BaseException] = {}
+
+            def on_failure(_mgr: Any, ep: md.EntryPoint, exc: BaseException,
+                           failures: dict[str, BaseException] = failures) -> None:
+                failures[ep.name] = exc
+
+            mgr = ExtensionManager(namespace=group, invoke_on_load=False,
+                                   on_load_failure_callback=on_failure)
+            loaded = {ext.name: ext for ext in mgr.extensions}
+            for ep in self._entry_points(group):
+                rec = PluginRecord(name=ep.name, kind=kind, module=ep.value,
+                                   distribution=_dist_name(ep), version=_dist_version(ep))
+                self.records.append(rec)
+                if ep.name in disabled or (builtin_only and not (kind == "target" and ep.name in BUILTIN_TARGETS)):
+                    rec.status = "disabled"
+                    continue
+                if ep.name in failures:
+                    rec.status, rec.error = "error", _one_line(failures[ep.name])
+                    continue
+                ext = loaded.get(ep.name)
+                if ext is None:  # stevedore dropped it for a reason of its own (duplicate name)
+                    rec.status, rec.error = "error", "entry point could not be loaded"
+                    continue
+                self._register(rec, ext.plugin, kind)
+
+    @staticmethod
+    def _entry_points(group: str) -> list[md.EntryPoint]:
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for ep in md.entry_points(group=group):
+            key = (ep.name, ep.value)
+            if key not in seen:  # the same distribution visible twice on sys.path
+                seen.add(key)
+                out.append(ep)
+        return out
+
+    def _register(self, rec: PluginRecord, module: Any, kind: str) -> None:
+        pname = f"{kind}:{rec.name}"
+        try:
+            self.pm.register(module, name=pname)
+        except ValueError:
+            # the same module serves as both a model and a target plugin: already registered
+            pass
+        except pluggy.PluginValidationError as e:
+            rec.status, rec.error = "error", _one_line(e)
+            return
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            self.pm.unregister(module)
+            rec.status, rec.error = "error", _one_line(e)
+            return
+        hook = "hrdeploy_models" if kind == "model" else "hrdeploy_targets"
+        impl = getattr(module, hook, None)
+        if impl is None:
+            rec.status, rec.error = "error", f"entry point in group {GROUPS[kind]!r} implements no {hook}()"
+            return
+        try:
+            objs = list(impl() or [])
+        except Exception as e:  # a plugin's own bug must not take the others down
+            rec.status, rec.error = "error", f"{hook}() raised {_one_line(e)}"
+            return
+        table = self.models if kind == "model" else self.targets
+        for obj in objs:
+            name = getattr(obj, "name", "")
+            if not name:
+                rec.status, rec.error = "error", f"{hook}() returned an object without a name: {obj!r}"
+                continue
+            if name in table:
+                other = self._owner[f"{kind}:{name}"]
+                rec.status = "error"
+                rec.error = (f"{kind} name {name!r} is already provided by "
+                             f"{other.distribution or other.module}; skipped")
+                continue
+            table[name] = obj
+            self._owner[f"{kind}:{name}"] = rec
+            rec.provides.append(name)
+
+    # -- lookups ------------------------------------------------------------------------------
+    def model(self, name: str) -> Any:
+        if name in self.models:
+            return self.models[name]
+        broken = [r for r in self.records if r.kind == "model" and r.name == name and r.status == "error"]
+        if broken:
+            raise UserError(f"model plugin {name!r} failed to load: {broken[0].error}",
+                            "run 'hrdeploy doctor'")
+        raise UserError(f"unknown model {name!r}",
+                        "installed: " + (", ".join(sorted(self.models)) or "none; pip install a model plugin"))
+
+    def target(self, name: str) -> Any:
+        if name in self.targets:
+            return self.targets[name]
+        broken = [r for r in self.records if r.kind == "target" and r.name == name and r.status == "error"]
+        if broken:
+            raise UserError(f"target plugin {name!r} failed to load: {broken[0].error}",
+                            "run 'hrdeploy doctor'")
+        raise UserError(f"unknown target {name!r}",
+                        "installed: " + (", ".join(sorted(self.targets)) or "none"))
+
+    def owner(self, kind: str, name: str) -> PluginRecord | None:
+        return self._owner.get(f"{kind}:{name}")
+
+    def call(self, hook: str, **kwargs: Any) -> None:
+        """Call a notification hook; a failing implementation is reported, not fatal."""
+        caller: Callable[..., Any] = getattr(self.pm.hook, hook)
+        for impl in caller.get_hookimpls():
+            try:
+                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+            except Exception as e:
+                import sys
+
+                print(f"warning: plugin {impl.plugin_name} failed in {hook}: {_one_line(e)}", file=sys.stderr)
+
+
+def _dist_name(ep: md.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else None
+
+
+def _dist_version(ep: md.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.version if dist is not None else None
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def orphan_modules() -> list[str]:
+    """Top-level ``hrdeploy_*`` modules that import but belong to no installed entry point:
+    the "copied into site-packages / on PYTHONPATH but never pip-installed" case, which would
+    otherwise silently not show up."""
+    import pkgutil
+
+    claimed = set()
+    for group in GROUPS.values():
+        for ep in md.entry_points(group=group):
+            claimed.add(ep.value.split(":")[0].split(".")[0])
+    found = []
+    for mod in pkgutil.iter_modules():
+        if mod.name.startswith("hrdeploy_") and mod.name not in claimed:
+            found.append(mod.name)
+    return sorted(set(found))

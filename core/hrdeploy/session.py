@@ -1,0 +1,64 @@
+"""Opening a MODEL_FILE for predict / eval / bench / verify: the artifact, its model plugin,
+variant, target and runner, and the model's pipeline configured for that runner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifact import Artifact
+from .errors import UserError
+from .model import ModelSpec, Pipeline, Variant
+from .plugins import Registry
+from .target import Runner, Target
+
+
+@dataclass
+class Session:
+    artifact: Artifact
+    spec: ModelSpec
+    variant: Variant
+    target: Target
+    runner: Runner
+
+    def pipeline(self, options: dict[str, Any] | None = None) -> Pipeline:
+        sizes = self.runner.sizes or self.artifact.sizes
+        runtime = {"sizes": [tuple(s) for s in sizes] if sizes and not self.artifact.input.fixed_size else None,
+                   "files": self.artifact.files(), "target": self.target.name}
+        return self.spec.pipeline(self.variant, check_model_options(self.spec, options), runtime=runtime)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.spec.name, "variant": self.variant.name, "task": self.spec.task,
+                "target": self.target.name, "precision": self.artifact.precision,
+                "artifact": str(self.artifact.path), "runner": self.runner.label,
+                "simulated": self.runner.simulated, "threads": self.runner.threads}
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def check_model_options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = set(opts) - set(spec.options) - {"top_k", "interpolation", "labels"}
+    if unknown:
+        raise UserError(f"model {spec.name!r} has no option {', '.join('--' + u.replace('_', '-') for u in sorted(unknown))}",
+                        "its options: " + (", ".join(spec.options) or "none"))
+    return opts
+
+
+def open_session(registry: Registry, model_file: Path, device: str | None = None,
+                 target_options: dict[str, Any] | None = None) -> Session:
+    artifact = Artifact.load(model_file)
+    spec = registry.model(artifact.model)
+    variant = spec.variant(artifact.variant)
+    target = registry.target(artifact.target)
+    opts = dict(target_options or {})
+    unknown = set(opts) - set(target.options)
+    if unknown:
+        raise UserError(f"target {target.name!r} has no option {', '.join(sorted(unknown))}",
+                        "its options: " + (", ".join(target.options) or "none"))
+    if artifact.manifest.get("dry_run"):
+        raise UserError(f"{model_file} is a dry-run plan: nothing was compiled",
+                        "compile it with 'hrdeploy convert --from-plan' on the machine with the toolchain")
+    runner = target.open(artifact, device=device, options={**artifact.manifest.get("target_options", {}), **opts})
+    return Session(artifact, spec, variant, target, runner)

@@ -1,0 +1,245 @@
+"""What a target plugin provides: :class:`Target` and the :class:`Runner` it opens.
+
+A target is one accelerator family with its toolchain. It answers three questions:
+
+* ``probe()``: is the toolchain/runtime here, which version, which devices? No side effects,
+  no installs, fast (it runs for every ``hrdeploy list``).
+* ``convert(request)``: compile an exported ONNX model into files in ``request.out_dir``.
+  Every external command goes through :meth:`ConvertRequest.run` (or is at least recorded
+  with :meth:`ConvertRequest.record`) so that the manifest lists it and ``--dry-run`` prints
+  it without running it. The core writes the manifest and then checks the converted model
+  against the ONNX model on the same inputs if :meth:`Target.open` can run it here.
+* ``open(artifact, device)``: a :class:`Runner` that runs the compiled file.
+
+Batching rules for the core: a runner with ``batch_sizes=None`` takes any batch; otherwise
+the core only sends batches of one of those sizes, padding the last one. A runner with
+``sizes=None`` takes any (H, W); otherwise every item must have one of the listed sizes (the
+model pipeline snaps images to the gears recorded in the artifact).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ToolchainMissing, UserError
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+    from .model import InputSpec
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Probe:
+    """What ``Target.probe`` found. ``detail`` is one line for ``hrdeploy list``."""
+
+    available: bool
+    detail: str
+    version: str | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"available": self.available, "detail": self.detail, "version": self.version,
+                "devices": self.devices, **self.extra}
+
+
+@dataclass
+class TargetOption:
+    """A target-specific option of ``convert``/``open`` (``--chip``, ``--soc``...).
+    The CLI accepts it as ``--NAME VALUE`` when the target is chosen (also ``--set NAME=V``)."""
+
+    help: str
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass
+class ConvertRequest:
+    """Everything a target needs to convert one ONNX model."""
+
+    onnx_path: Path
+    out_dir: Path
+    model: str
+    variant: str
+    task: str
+    input: "InputSpec"
+    preprocess: dict[str, Any]
+    precision: str = "fp32"
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    options: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+    calib_dir: Path | None = None
+    calib_count: int = 100
+    #: yields preprocessed calibration tensors (CHW float32) through the model's own
+    #: pipeline; None when no ``--calib`` was given
+    calibration: Callable[[int], Iterator[np.ndarray]] | None = None
+    #: reference inputs (NCHW) the core uses for parity; targets may pass them to a
+    #: toolchain's own comparison (TPU-MLIR ``--test_input``)
+    reference_inputs: np.ndarray | None = None
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    log: Callable[[str], None] = print
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        return self.input.sizes
+
+    def record(self, argv: Sequence[str], *, cwd: Path | None = None, log: Path | None = None,
+               env: dict[str, str] | None = None, note: str = "") -> dict[str, Any]:
+        entry: dict[str, Any] = {"argv": [str(a) for a in argv], "cmd": shlex.join(map(str, argv))}
+        if cwd:
+            entry["cwd"] = str(cwd)
+        if log:
+            entry["log"] = str(log)
+        if env:
+            entry["env"] = env
+        if note:
+            entry["note"] = note
+        self.commands.append(entry)
+        return entry
+
+    def run(self, argv: Sequence[str], *, cwd: Path | None = None, log: Path | None = None,
+            env: dict[str, str] | None = None, note: str = "", check: bool = True,
+            tool_hint: str = "") -> subprocess.CompletedProcess[str] | None:
+        """Record ``argv`` and run it (unless ``dry_run``), its output going to ``log``.
+
+        Returns None on a dry run. A missing executable raises :class:`ToolchainMissing`
+        with ``tool_hint``; a non-zero exit raises :class:`UserError` naming the log file
+        unless ``check`` is False.
+        """
+        entry = self.record(argv, cwd=cwd, log=log, env=env, note=note)
+        if self.dry_run:
+            return None
+        exe = str(argv[0])
+        if shutil.which(exe, path=(env or {}).get("PATH", os.environ.get("PATH"))) is None \
+                and not Path(exe).exists():
+            raise ToolchainMissing(f"{exe} not found", tool_hint or "install the vendor toolchain")
+        full_env = {**os.environ, **(env or {})}
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=full_env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        entry["returncode"] = proc.returncode
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(proc.stdout)
+        if check and proc.returncode != 0:
+            where = f"; log: {log}" if log else ""
+            last = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()][-1:] or [""]
+            raise UserError(f"{Path(exe).name} failed with exit code {proc.returncode}: "
+                            f"{last[0][:200]}{where}")
+        return proc
+
+
+@dataclass
+class ConvertResult:
+    """What ``Target.convert`` produced. ``files`` maps roles to paths relative to the
+    artifact folder (``{"model": "model.onnx"}``; the runner finds them by role)."""
+
+    files: dict[str, str]
+    toolchain: dict[str, Any] = field(default_factory=dict)
+    batch_sizes: list[int] | None = None
+    sizes: list[tuple[int, int]] | None = None
+    #: the toolchain's own verdicts (TPU-MLIR similarity, ATC success line, ...)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    """Runs a compiled model. Subclasses set the attributes in ``__init__``."""
+
+    input_name: str = "image"
+    output_names: list[str] = []
+    #: allowed batch sizes, None = any
+    batch_sizes: tuple[int, ...] | None = None
+    #: allowed (H, W) input sizes, None = any
+    sizes: tuple[tuple[int, int], ...] | None = None
+    #: shown in every output: e.g. "onnxruntime 1.23 CPUExecutionProvider, 2 threads"
+    label: str = ""
+    #: True when this is a simulator: its timings are not the device's
+    simulated: bool = False
+    threads: int | None = None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one batch; return the outputs in ``output_names`` order, float32."""
+        raise NotImplementedError
+
+    def run_many(self, batches: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+        """Run several batches; runners behind a process boundary override this to make
+        one round trip."""
+        return [self.run(b) for b in batches]
+
+    def device_times_ms(self) -> list[float] | None:
+        """Per-call device compute times of the calls so far, when the runtime reports them."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Target:
+    """An accelerator family. Subclass it and fill in the class attributes and methods."""
+
+    name: str = ""
+    description: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+    #: True when compiled models have fixed batch sizes (the core pads the last batch)
+    static_batch: bool = True
+    #: target-specific options of convert/open (``--chip``, ``--soc``, ``--threads``...)
+    options: dict[str, TargetOption] = {}
+    #: one line telling how to install or activate the toolchain
+    setup_hint: str = ""
+
+    def probe(self) -> Probe:
+        raise NotImplementedError
+
+    def convert(self, request: ConvertRequest) -> ConvertResult:
+        raise NotImplementedError
+
+    def open(self, artifact: "Artifact", device: str | None = None,
+             options: dict[str, Any] | None = None) -> Runner:
+        raise NotImplementedError
+
+    def bench_native(self, artifact: "Artifact", batch_sizes: Sequence[int], seconds: float,
+                     device: str | None = None) -> list[dict[str, Any]] | None:
+        """Measure device-only throughput with the vendor's own tool (ais_bench, bmrt_test,
+        vamp). Return one row per batch size in the bench table's format, or None to let the
+        core time :meth:`Runner.run` itself."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "precisions": list(self.precisions), "static_batch": self.static_batch,
+                "options": {k: o.help for k, o in self.options.items()}}
+
+    def require(self, probe: Probe | None = None) -> Probe:
+        """Raise :class:`ToolchainMissing` with the setup hint unless the toolchain is here."""
+        probe = probe or self.probe()
+        if not probe.available:
+            raise ToolchainMissing(f"target {self.name!r} is not usable here: {probe.detail}",
+                                   self.setup_hint or None)
+        return probe
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""The embedded default target: ONNX Runtime on the CPU (CUDA/TensorRT providers when installed)."""

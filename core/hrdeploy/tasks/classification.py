@@ -1,0 +1,367 @@
+"""Image classification shared by every classification plugin: ImageNet preprocessing,
+top-k post-processing, the ImageNet readers and the top-k metric.
+
+A plugin subclasses :class:`ClassificationSpec` and only adds its network
+(``build``/``load_weights``) and its variants (made with :func:`classification_variant`).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..io import IMAGE_SUFFIXES, read_image
+from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec,
+                     Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("pil-bilinear", "cv2-linear")
+
+CLASSIFICATION_TOLERANCES = {
+    "fp32": Tolerance(max_rel=1e-4, min_cosine=0.9999, task=1.0),
+    "fp16": DEFAULT_TOLERANCES["fp16"],
+    "int8": DEFAULT_TOLERANCES["int8"],
+}
+
+
+def classification_variant(name: str, *, size: int = 224, resize_short: int = 256,
+                           mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                           interpolation: str = "pil-bilinear", outputs: tuple[str, ...] = ("logits",),
+                           description: str = "", extra: dict[str, Any] | None = None,
+                           tolerances: dict[str, Tolerance] | None = None) -> Variant:
+    """A classification variant taking ``size`` x ``size`` RGB crops of a ``resize_short`` image."""
+    preprocess = {
+        "resize_short": resize_short, "crop": size, "interpolation": interpolation,
+        "color": "rgb", "scale": 1 / 255, "mean": [float(m) for m in mean], "std": [float(s) for s in std],
+        "layout": "NCHW",
+    }
+    return Variant(name=name, input=InputSpec(height=size, width=size), outputs=outputs,
+                   preprocess=preprocess, tolerances=dict(tolerances or CLASSIFICATION_TOLERANCES),
+                   description=description, extra=dict(extra or {}))
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[tuple[str, str], ...]:
+    """The 1000 ILSVRC2012 classes in the standard index order: (synset id, names)."""
+    text = resources.files("hrdeploy").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    out = []
+    for line in text.splitlines():
+        wnid, _, names = line.partition(" ")
+        out.append((wnid, names))
+    return tuple(out)
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def _pil_bilinear_taps(in_size: int, out_size: int, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights (both ``count x taps``) of outputs ``start .. start+count``
+    of PIL's antialiased bilinear resampling: a triangle filter whose support widens with
+    the downscale factor. Unused taps point at index 0 with weight 0."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale
+    rows = []
+    for xx in range(start, start + count):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        x = np.arange(xmin, xmax)
+        k = np.clip(1.0 - np.abs((x - center + 0.5) / filterscale), 0.0, None)
+        rows.append((x, k / k.sum() if k.sum() > 0 else k))
+    taps = max(len(x) for x, _ in rows)
+    idx = np.zeros((count, taps), np.int64)
+    wts = np.zeros((count, taps), np.float32)
+    for r, (x, k) in enumerate(rows):
+        idx[r, :len(x)] = x
+        wts[r, :len(x)] = k
+    return idx, wts
+
+
+def _round_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def resize_short_crop(rgb: np.ndarray, short: int, crop: int, interpolation: str) -> np.ndarray:
+    """Resize so the short side is ``short`` (long side ``int(short * long / short_in)`` as
+    torchvision does), then take the centre ``crop`` x ``crop`` (offsets rounded as
+    torchvision's CenterCrop). Returns uint8 HxWx3.
+
+    ``pil-bilinear`` reproduces PIL's antialiased bilinear filter (the seeds' reference);
+    only the rows and columns that survive the crop are computed.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if w <= h:
+        new_w, new_h = short, int(short * h / w)
+    else:
+        new_h, new_w = short, int(short * w / h)
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    if new_h < crop or new_w < crop:
+        raise UserError(f"resize_short {short} is smaller than the crop {crop}")
+    if (new_h, new_w) == (h, w):
+        return np.ascontiguousarray(rgb[top:top + crop, left:left + crop])
+    if interpolation == "cv2-linear":
+        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(resized[top:top + crop, left:left + crop])
+    if interpolation != "pil-bilinear":
+        raise UserError(f"unknown interpolation {interpolation!r}", "choose " + " or ".join(INTERPOLATIONS))
+    # PIL resamples horizontally first and rounds to uint8 between the two passes; only the
+    # source rows the vertical pass reads are resampled, a few taps per output pixel
+    xi, xw = _pil_bilinear_taps(w, new_w, left, crop)
+    yi, yw = _pil_bilinear_taps(h, new_h, top, crop)
+    lo, hi = int(yi[yw > 0].min()), int(yi[yw > 0].max()) + 1
+    band = rgb[lo:hi].astype(np.float32)                       # rows x w x 3
+    horiz = np.zeros((hi - lo, crop, 3), np.float32)
+    for k in range(xi.shape[1]):
+        horiz += band[:, xi[:, k]] * xw[:, k, None]
+    horiz = np.rint(horiz).clip(0, 255)
+    vert = np.zeros((crop, crop, 3), np.float32)
+    for k in range(yi.shape[1]):
+        vert += horiz[np.clip(yi[:, k] - lo, 0, hi - lo - 1)] * yw[:, k, None, None]
+    return _round_u8(vert)
+
+def normalise(rgb_u8: np.ndarray, scale: float, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 HxWx3 -> float32 CHW: (x * scale - mean) / std, folded into one multiply-add."""
+    mul = (np.float32(scale) / np.asarray(std, np.float32))
+    add = -(np.asarray(mean, np.float32) / np.asarray(std, np.float32))
+    out = rgb_u8.astype(np.float32) * mul + add
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def preprocess_image(bgr: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    rgb = bgr[:, :, ::-1] if params.get("color", "rgb") == "rgb" else bgr
+    crop = resize_short_crop(rgb, int(params["resize_short"]), int(params["crop"]),
+                             params.get("interpolation", "pil-bilinear"))
+    return normalise(crop, float(params.get("scale", 1 / 255)), params["mean"], params["std"])
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z, dtype=np.float64)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+class ClassificationPipeline(Pipeline):
+    def __init__(self, preprocess: dict[str, Any], output: str, top_k: int = 5,
+                 class_names: Sequence[str] | None = None) -> None:
+        self.pre = dict(preprocess)
+        self.output = output
+        self.top_k = top_k
+        self.class_names = list(class_names) if class_names is not None else [n for _, n in imagenet_classes()]
+        self.params = {**self.pre, "top_k": top_k, "postprocess": "softmax"}
+
+    def prepare(self, sample: Sample) -> list[Item]:
+        return [Item(preprocess_image(sample.image, self.pre))]
+
+    def _top_k(self, logits: np.ndarray) -> list[list[dict[str, Any]]]:
+        """logits (N, C) -> per row the top-k entries, highest first."""
+        probs = softmax(logits.astype(np.float32))
+        k = min(self.top_k, probs.shape[1])
+        idx = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(probs, idx, 1), axis=1, kind="stable")
+        idx = np.take_along_axis(idx, order, 1)
+        out = []
+        for row, ids in enumerate(idx):
+            out.append([{"index": int(i), "name": self._name(int(i)), "score": float(probs[row, i])}
+                        for i in ids])
+        return out
+
+    def _name(self, index: int) -> str:
+        if 0 <= index < len(self.class_names):
+            return self.class_names[index]
+        return str(index)
+
+    def finish(self, sample: SampleRef, items: list[Item],
+               outputs: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+        return self.finish_batch([sample], [items], [outputs])[0]
+
+    def finish_batch(self, samples: list[SampleRef], items: list[list[Item]],
+                     outputs: list[list[dict[str, np.ndarray]]]) -> list[dict[str, Any]]:
+        logits = np.stack([o[0][self.output].reshape(-1) for o in outputs])
+        return [{"top_k": t} for t in self._top_k(logits)]
+
+
+# -- datasets ----------------------------------------------------------------------------------
+
+VAL_LABEL_FILES = ("val_label.txt", "val_labels.txt", "labels.txt")
+VAL_IMAGE_DIRS = ("ILSVRC2012_img_val", "val", "images", ".")
+
+
+def _stem(name: str) -> str:
+    """The seeds key labels by the file name up to its first '.'."""
+    return name.split(".", 1)[0]
+
+
+@dataclass
+class _Entry:
+    path: Path
+    label: int
+
+
+class ImageNetDataset(Dataset):
+    """ImageNet validation data in the layouts people have:
+
+    * a label file (``val_label.txt``: ``ILSVRC2012_val_00000001.JPEG 65``, 0-based) next to
+      ``ILSVRC2012_img_val/`` or ``val/`` (or the images themselves);
+    * class folders (``n01440764/...``, or ``val/n01440764/...``): labels from the standard
+      synset order when the folders are synset ids, else from the sorted folder names.
+    """
+
+    kind = "imagenet"
+
+    def __init__(self, root: Path, labels: Path | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise UserError(f"dataset folder not found: {self.root}")
+        self.layout, self.entries, self.num_classes = self._scan(labels)
+        if not self.entries:
+            raise UserError(f"no labelled images found under {self.root}",
+                            "expected val_label.txt + ILSVRC2012_img_val/ (or val/), or one folder per class")
+
+    def _scan(self, labels: Path | None) -> tuple[str, list[_Entry], int]:
+        label_file = labels or next((self.root / n for n in VAL_LABEL_FILES if (self.root / n).is_file()), None)
+        if label_file is not None:
+            return "label-file", self._from_label_file(Path(label_file)), 1000
+        return self._from_class_folders()
+
+    def _from_label_file(self, label_file: Path) -> list[_Entry]:
+        if not label_file.is_file():
+            raise UserError(f"label file not found: {label_file}")
+        image_dir = next((self.root / d for d in VAL_IMAGE_DIRS
+                          if (self.root / d).is_dir() and any(
+                              p.suffix.lower() in IMAGE_SUFFIXES for p in (self.root / d).iterdir())), None)
+        if image_dir is None:
+            raise UserError(f"no image folder next to {label_file}",
+                            "expected ILSVRC2012_img_val/ or val/ with the images")
+        by_stem = {_stem(p.name): p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        entries = []
+        for n, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2 or not re.fullmatch(r"-?\d+", parts[-1]):
+                raise UserError(f"{label_file}:{n}: expected 'IMAGE_NAME LABEL', got {line.strip()!r}")
+            path = by_stem.get(_stem(parts[0]))
+            if path is not None:
+                entries.append(_Entry(path, int(parts[-1])))
+        return sorted(entries, key=lambda e: e.path.name)
+
+    def _from_class_folders(self) -> tuple[str, list[_Entry], int]:
+        base = self.root / "val" if (self.root / "val").is_dir() else self.root
+        folders = sorted(d for d in base.iterdir() if d.is_dir())
+        wnid_index = {w: i for i, (w, _) in enumerate(imagenet_classes())}
+        if folders and all(d.name in wnid_index for d in folders):
+            index = {d.name: wnid_index[d.name] for d in folders}
+            layout, num_classes = "synset-folders", 1000
+        else:
+            index = {d.name: i for i, d in enumerate(folders)}
+            layout, num_classes = "class-folders", len(folders)
+        entries = [_Entry(p, index[d.name]) for d in folders for p in sorted(d.iterdir())
+                   if p.suffix.lower() in IMAGE_SUFFIXES]
+        return layout, entries, num_classes
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[SampleRef]:
+        for e in self.entries:
+            yield SampleRef(id=e.path.name, path=e.path, info={"label": e.label})
+
+    def metric(self) -> "TopKMetric":
+        return TopKMetric(self.num_classes)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "layout": self.layout, "classes": self.num_classes}
+
+
+class TopKMetric(Metric):
+    """Cumulative top-1 .. top-5 accuracy."""
+
+    def __init__(self, num_classes: int = 1000, k: int = 5) -> None:
+        self.num_classes = num_classes
+        self.k = k
+        self.hits = np.zeros(k, np.int64)
+        self.count = 0
+
+    def update(self, ref: SampleRef, prediction: dict[str, Any]) -> None:
+        label = int(ref.info["label"])
+        ranked = [int(t["index"]) for t in prediction["top_k"]][: self.k]
+        self.count += 1
+        if label in ranked:
+            self.hits[ranked.index(label):] += 1
+
+    def summary(self) -> dict[str, Any]:
+        acc = (self.hits / max(self.count, 1) * 100.0).round(4)
+        out: dict[str, Any] = {f"top{i + 1}": float(acc[i]) for i in range(self.k)}
+        out["images"] = self.count
+        out["classes"] = self.num_classes
+        # the format of the Ascend guides' imagenet_acc_eval.py, for side-by-side comparison
+        out["ascend_format"] = {"title": "Overall statistical evaluation", "value": [
+            {"key": "Number of images", "value": str(self.count)},
+            {"key": "Number of classes", "value": str(self.num_classes)},
+            *({"key": f"Top{i + 1} accuracy", "value": f"{acc[i]:.2f}%"} for i in range(self.k))]}
+        return out
+
+    def rows(self, summary: dict[str, Any]) -> list[tuple[str, str]]:
+        return [*((f"top-{i + 1}", f"{summary[f'top{i + 1}']:.2f} %") for i in range(self.k)),
+                ("images", str(summary["images"]))]
+
+
+# -- the base class plugins extend --------------------------------------------------------------
+
+class ClassificationSpec(ModelSpec):
+    """Everything of a classification model but the network itself."""
+
+    task = "classification"
+    dataset_kinds = ("imagenet",)
+
+    def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
+                 runtime: dict[str, Any] | None = None) -> ClassificationPipeline:
+        opts = options or {}
+        pre = dict(variant.preprocess)
+        if opts.get("interpolation"):
+            pre["interpolation"] = opts["interpolation"]
+        return ClassificationPipeline(pre, variant.outputs[0], top_k=int(opts.get("top_k") or 5))
+
+    def dataset(self, kind: str, path: Path, options: dict[str, Any] | None = None) -> Dataset:
+        if kind != "imagenet":
+            return super().dataset(kind, path, options)
+        labels = (options or {}).get("labels")
+        return ImageNetDataset(Path(path), Path(labels) if labels else None)
+
+    def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
+        import cv2
+
+        out = image.copy()
+        scale = max(0.4, min(out.shape[:2]) / 600)
+        y = int(24 * scale) + 4
+        for t in prediction["top_k"][:3]:
+            text = f"{t['score'] * 100:5.1f}% {t['name'].split(',')[0]}"
+            for color, thick in (((0, 0, 0), 4), ((255, 255, 255), 1)):
+                cv2.putText(out, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, color,
+                            max(1, int(thick * scale)), cv2.LINE_AA)
+            y += int(26 * scale) + 4
+        return out
+
+    def task_check(self, variant: Variant, reference: list[np.ndarray], test: list[np.ndarray],
+                   tolerance: Tolerance) -> TaskCheck:
+        ref = reference[0].reshape(len(reference[0]), -1)
+        got = test[0].reshape(len(test[0]), -1)
+        agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
+        top5_ref = np.argsort(-ref, 1)[:, :5]
+        top5_got = np.argsort(-got, 1)[:, :5]
+        overlap = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top5_ref, top5_got)]))
+        passed = tolerance.task is None or agree >= tolerance.task
+        return TaskCheck("top-1 agreement", agree, passed,
+                         f"top-1 agreement {agree * 100:.1f}% (top-5 overlap {overlap * 100:.1f}%) "
+                         f"on {len(ref)} inputs")

@@ -1,0 +1,1 @@
+"""hrdeploy model plugin: HRNet-C image classification (the nine official widths)."""

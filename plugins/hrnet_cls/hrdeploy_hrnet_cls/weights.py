@@ -1,0 +1,314 @@
+"""HRNet-C checkpoint layouts: reading, recognising and renaming to the official keys.
+
+Layouts accepted (found automatically):
+
+* official HRNet-Image-Classification == timm ``hrnet_w*`` (identical keys);
+* mmpretrain / mmcls ``ImageClassifier``: ``backbone.`` prefix, ``neck.0.*`` / ``head.fc`` head,
+  and no bias on the three head downsampling convs and the final 1x1 conv (loaded as zero,
+  which is exactly what the mm model computes);
+* each as a plain state_dict or wrapped in ``{'state_dict' | 'model': ...}``, with or without
+  the ``module.`` prefix of (Distributed)DataParallel; ``.pth``/``.pt``/``.tar`` pickles and
+  ``.safetensors`` (timm's hub format).
+
+A checkpoint that does not fit is described in one line: another width, a pose or DEKR
+model, a TResNet, an unreadable file.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import struct
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from hrdeploy.errors import WeightsError
+
+WRAPPER_KEYS = ("state_dict", "model")
+MM_HEAD_BIASES = ("downsamp_modules.0.0.bias", "downsamp_modules.1.0.bias",
+                  "downsamp_modules.2.0.bias", "final_layer.0.bias")
+_WIDTH_KEY = "stage2.0.branches.0.0.conv1.weight"
+_MM_RENAMES = (
+    (re.compile(r"^backbone\."), ""),
+    (re.compile(r"^neck\.0\.increase_layers\."), "incre_modules."),
+    (re.compile(r"^neck\.0\.downsample_layers\.(\d+)\.conv\."), r"downsamp_modules.\1.0."),
+    (re.compile(r"^neck\.0\.downsample_layers\.(\d+)\.bn\."), r"downsamp_modules.\1.1."),
+    (re.compile(r"^neck\.0\.final_layer\.conv\."), "final_layer.0."),
+    (re.compile(r"^neck\.0\.final_layer\.bn\."), "final_layer.1."),
+    (re.compile(r"^head\.fc\."), "classifier."),
+)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+class _Opaque:
+    """Stands in for any class a checkpoint pickles besides tensors (mmengine's message hub,
+    optimizer objects...): their contents are irrelevant here, and importing their modules
+    would need mmengine or run foreign code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Opaque":
+        return _Opaque()
+
+
+_SAFE_MODULES = ("torch", "collections", "numpy", "_codecs", "copyreg")
+_SAFE_BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "list", "dict", "tuple",
+                  "int", "float", "str", "bool", "bytes", "object", "range"}
+
+
+class _LenientUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        root = module.split(".")[0]
+        if root in _SAFE_MODULES or (module == "builtins" and name in _SAFE_BUILTINS):
+            return super().find_class(module, name)
+        return _Opaque
+
+
+class _LenientPickle:
+    """A ``pickle_module`` for :func:`torch.load` that never imports foreign classes."""
+
+    Unpickler = _LenientUnpickler
+    load = staticmethod(pickle.load)
+    __name__ = "hrdeploy_lenient_pickle"
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    # the format is an 8-byte little-endian header length, a JSON header, then raw bytes;
+    # reading it here avoids a dependency for the one format timm's hub uses
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ValueError("file too short")
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    body = memoryview(data)[8 + n:]
+    out: dict[str, Tensor] = OrderedDict()
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+        shape = [int(s) for s in info["shape"]]
+        if end == start:
+            out[key] = torch.zeros(shape, dtype=dtype)
+            continue
+        out[key] = torch.frombuffer(bytearray(body[start:end]), dtype=dtype).reshape(shape)
+    return out
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refuses checkpoints that pickle other objects next to the weights
+        # (mmengine's meta/message_hub); read those without importing their classes
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_LenientPickle)
+
+
+def read_checkpoint(path: str | Path) -> tuple["OrderedDict[str, Tensor]", list[str]]:
+    """The tensors of a checkpoint file, unwrapped and without ``module.``, plus notes on what
+    was unwrapped. Raises :class:`WeightsError` for missing or unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            obj: Any = _read_safetensors(path)
+        else:
+            obj = _torch_load(path)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"cannot read {path.name}: not a PyTorch checkpoint or corrupt ({reason[:120]})") from None
+    return unwrap_state_dict(obj, str(path.name))
+
+
+def unwrap_state_dict(obj: Any, name: str = "checkpoint") -> tuple["OrderedDict[str, Tensor]", list[str]]:
+    """Peel ``{'state_dict'|'model': ...}`` wrappers and the ``module.`` prefix."""
+    notes: list[str] = []
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+        notes.append("pickled nn.Module")
+    while isinstance(obj, Mapping):
+        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = obj[inner]
+        notes.append(f"'{inner}' wrapper")
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{name} holds a {type(obj).__name__}, not a state_dict")
+    tensors = OrderedDict((str(k), v) for k, v in obj.items() if isinstance(v, Tensor))
+    if not tensors:
+        keys = ", ".join(list(map(str, obj))[:4])
+        raise WeightsError(f"{name} holds no tensors (top-level keys: {keys or 'none'})")
+    prefixed = sum(k.startswith("module.") for k in tensors)
+    if prefixed:
+        tensors = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v)
+                              for k, v in tensors.items())
+        notes.append("'module.' prefix stripped")
+    return tensors, notes
+
+
+# -- recognising ------------------------------------------------------------------------------
+
+def _indices(keys: list[str], prefix: str) -> set[int]:
+    found = set()
+    for k in keys:
+        if k.startswith(prefix):
+            head = k[len(prefix):].split(".", 1)[0]
+            if head.isdigit():
+                found.add(int(head))
+    return found
+
+
+def hrnet_variant_of(sd: Mapping[str, Tensor]) -> str | None:
+    """The HRNet-C variant name of an official-layout backbone, from its shapes."""
+    w = sd.get(_WIDTH_KEY)
+    if w is None or w.dim() != 4:
+        return None
+    width = int(w.shape[0])
+    keys = list(sd)
+    layer1_blocks = len(_indices(keys, "layer1."))
+    stage3_modules = len(_indices(keys, "stage3."))
+    if width == 16 and layer1_blocks == 1:
+        return "w18_small_v1"
+    if width == 18 and layer1_blocks == 2:
+        return "w18_small_v2"
+    if layer1_blocks == 4 and stage3_modules == 4:
+        return f"w{width}"
+    return f"HRNet with width {width} ({layer1_blocks} stage-1 blocks, {stage3_modules} stage-3 modules)"
+
+
+def describe_foreign(sd: Mapping[str, Tensor]) -> str | None:
+    """One phrase for a checkpoint of another model family, or None if it looks like HRNet-C."""
+    keys = list(sd)
+    has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
+    if has("body.") and has("head.fc."):
+        return "this looks like a TResNet checkpoint"
+    if has("transition_heatmap.") or has("head_heatmap.") or has("offset_final_layer."):
+        return "this looks like a DEKR bottom-up pose model"
+    if keys and all(k.split(".")[0] in ("l1", "l2", "l3") for k in keys):
+        return "this looks like DEKR's rescoring net"
+    for head in ("final_layer.weight", "head.final_layer.weight", "keypoint_head.final_layer.weight"):
+        t = sd.get(head)
+        if t is not None and t.dim() == 4 and int(t.shape[0]) != 2048:
+            return (f"this looks like a pose model (final_layer {int(t.shape[0])} channels, "
+                    f"{int(t.shape[1])} in)")
+    if has("last_layer.") and not has("incre_modules.") and not has("neck."):
+        return "this looks like an HRNet segmentation model (last_layer head)"
+    if "fc.weight" in sd and has("layer4.") and not has("stage2."):
+        return "this looks like a ResNet checkpoint"
+    if not has("stage2.") and not has("backbone.stage2."):
+        return "this is not an HRNet checkpoint (first keys: " + ", ".join(keys[:3]) + ")"
+    return None
+
+
+def to_official(sd: Mapping[str, Tensor]) -> tuple["OrderedDict[str, Tensor]", str]:
+    """Rename a recognised layout to the official keys; returns the dict and the layout name."""
+    keys = list(sd)
+    if any(k.startswith("backbone.") for k in keys) and any(k.startswith(("neck.", "head.fc.")) for k in keys):
+        out: "OrderedDict[str, Tensor]" = OrderedDict()
+        for k, v in sd.items():
+            new = k
+            for pattern, repl in _MM_RENAMES:
+                new, n = pattern.subn(repl, new)
+                if n:
+                    break
+            out[new] = v
+        return out, "mmpretrain"
+    return OrderedDict(sd), "official/timm"
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+def _fit(sd: "OrderedDict[str, Tensor]", expected: Mapping[str, Tensor], layout: str) -> list[str]:
+    """Fill the tensors a layout legitimately lacks (in place); returns notes."""
+    notes: list[str] = []
+    if layout == "mmpretrain":
+        added = 0
+        for key in MM_HEAD_BIASES:
+            if key not in sd and key in expected:
+                sd[key] = torch.zeros(expected[key].shape, dtype=torch.float32)
+                added += 1
+        if added:
+            notes.append(f"{added} head conv biases set to zero")
+    missing_nbt = [k for k in expected if k.endswith("num_batches_tracked") and k not in sd]
+    for k in missing_nbt:
+        sd[k] = torch.zeros((), dtype=torch.int64)
+    if missing_nbt:
+        notes.append(f"{len(missing_nbt)} num_batches_tracked added")
+    return notes
+
+
+def _mismatch(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor], variant: str) -> str | None:
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    cls = sd.get("classifier.weight")
+    if cls is not None and not missing and not unexpected and set(shapes) <= {"classifier.weight", "classifier.bias"}:
+        return (f"this HRNet-C {variant} checkpoint has {int(cls.shape[0])} classes "
+                f"(expected {int(expected['classifier.weight'].shape[0])})")
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {list(sd[k].shape)} vs {list(expected[k].shape)})")
+    return f"checkpoint does not fit HRNet-C {variant}: " + "; ".join(parts)
+
+
+def convert_checkpoint(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor],
+                       variant: str) -> tuple["OrderedDict[str, Tensor]", list[str]]:
+    """Map any supported layout onto ``expected`` (the model's state_dict, may live on the
+    meta device); raise :class:`WeightsError` saying what the checkpoint is when it does not
+    fit. Returns the official-layout dict and notes describing the layout."""
+    foreign = describe_foreign(sd)
+    if foreign:
+        raise WeightsError(f"{foreign}, not an HRNet-C {variant} checkpoint")
+    official, layout = to_official(sd)
+    found = hrnet_variant_of(official)
+    if found is not None and found != variant:
+        hint = f": choose --variant {found}" if not found.startswith("HRNet with") else ""
+        raise WeightsError(f"this is a {found} checkpoint (expected {variant}){hint}")
+    if not any(k.startswith(("incre_modules.", "classifier.")) for k in official):
+        raise WeightsError(f"this is an HRNet {variant} backbone without the classification head")
+    notes = [f"{layout} layout"] + _fit(official, expected, layout)
+    problem = _mismatch(official, expected, variant)
+    if problem:
+        raise WeightsError(problem)
+    ordered = OrderedDict((k, official[k]) for k in expected)
+    return ordered, notes
+
+
+def load_checkpoint(module: nn.Module, path: str | Path, variant: str) -> str:
+    """Load ``path`` strictly into ``module`` (an :class:`HRNetClassifier`); returns a short
+    description of the layout found."""
+    sd, wrap_notes = read_checkpoint(path)
+    expected = module.state_dict()
+    official, notes = convert_checkpoint(sd, expected, variant)
+    non_float = [k for k, v in official.items() if k in expected and not v.is_floating_point()
+                 and expected[k].is_floating_point()]
+    if non_float:
+        raise WeightsError(f"{Path(path).name}: tensor {non_float[0]} is {official[non_float[0]].dtype}, "
+                           "expected floating point (a quantised checkpoint?)")
+    module.load_state_dict(official, strict=True)
+    return ", ".join(notes + wrap_notes)

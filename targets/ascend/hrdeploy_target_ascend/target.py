@@ -1,0 +1,415 @@
+"""The Ascend target: ATC conversion (run here when the toolkit is set up, planned otherwise),
+ais_bench runtime and benchmark.
+
+Artifact layout (all paths relative to the artifact folder, so it can be copied between the
+development box and the device machine)::
+
+    source.onnx          the exported model ATC reads (hard link or copy)
+    aipp.cfg             only with --aipp on
+    plan.json            the ATC jobs, their environment and everything run_plan() needs
+    plan.sh              the same jobs as a shell script, for machines without hrdeploy
+    model.om             (model_bs<B>.om per batch size with batch_mode=static)
+    atc.log              ATC's console output (with ASCEND_SLOG_PRINT_TO_STDOUT=1, its log too)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from hrdeploy.artifact import Artifact
+from hrdeploy.errors import ToolchainMissing, UserError
+from hrdeploy.io import atomic_write_json
+from hrdeploy.model import InputSpec
+from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+
+from . import probe as probe_mod
+from .commands import (ATC, LOG_LEVELS, SET_ENV, AtcJob, AtcPlan, ais_bench_argv, aipp_config,
+                       plan_atc)
+from .parsers import AisBenchReport, bench_row, load_ais_summary_json, parse_ais_bench_output, parse_atc_output
+from .preprocess import Normalisation
+from .runner import RUNTIME_HINT, AscendRunner
+
+PLAN_FILE = "plan.json"
+PLAN_SCRIPT = "plan.sh"
+PLAN_FORMAT = "hrdeploy-ascend-plan/1"
+SOURCE_ONNX = "source.onnx"
+ATC_HINT = SET_ENV
+#: the first ais_bench run per batch size; seed 004 measures with --loop=20
+FIRST_LOOP = 20
+MAX_LOOP = 100_000
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise UserError(f"--{name} expects on/off, got {value!r}")
+
+
+def _device(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in ("", "auto"):
+        return None
+    text = str(value).strip()
+    if "," in text:
+        raise UserError(f"one runner drives one device, got --device {text}",
+                        "hrdeploy shards an evaluation over several devices with one runner per chip")
+    try:
+        dev = int(text)
+    except ValueError:
+        raise UserError(f"--device expects the logical id of one chip (npu-smi's Device column), got {text!r}") from None
+    if dev < 0:
+        raise UserError(f"--device must be >= 0, got {dev}")
+    return dev
+
+
+def _place_source(src: Path, dst: Path) -> None:
+    """Put the ONNX file inside the artifact (hard link when possible): the recorded ATC
+    command then reads ``source.onnx`` wherever the folder goes."""
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+class AscendTarget(Target):
+    name = "ascend"
+    description = "Huawei Ascend 310/310P/910 (CANN): ATC -> .om, ais_bench runtime and benchmark"
+    precisions = ("fp16", "fp32")
+    static_batch = True
+    options = {
+        "soc": TargetOption("SoC to compile for: auto (read npu-smi info on this machine) or e.g. Ascend310P3",
+                            "auto"),
+        "aipp": TargetOption("normalise on the device with AIPP (the .om then takes uint8 NHWC pixels)",
+                             "off", ("on", "off")),
+        "log": TargetOption("ATC log level (kept in atc.log next to the .om)", "error", LOG_LEVELS),
+        "device": TargetOption("logical device id (npu-smi's Device column) for --soc auto and for running",
+                               "auto"),
+        "batch_mode": TargetOption("several batch sizes: dynamic = one .om with --dynamic_batch_size, "
+                                   "static = one .om per batch size (as the seeds)", "dynamic",
+                                   ("dynamic", "static")),
+        "precision_mode": TargetOption("ATC --precision_mode override (auto: fp16 -> force_fp16, "
+                                       "fp32 -> force_fp32)", "auto"),
+    }
+    setup_hint = SET_ENV
+
+    # -- probe -------------------------------------------------------------------------------------
+    def probe(self) -> Probe:
+        st = probe_mod.status()
+        devices = [c.to_dict() for c in (st.chips.chips if st.chips else [])]
+        parts = []
+        parts.append(f"atc {st.version or '(version unknown)'}" if st.atc else "atc not found")
+        parts.append("ais_bench importable" if st.ais_bench and st.aclruntime
+                     else "ais_bench/aclruntime not importable")
+        if devices:
+            socs = sorted({d["soc"] or d["name"] for d in devices})
+            parts.append(f"{len(devices)} chip(s): {', '.join(socs)}")
+        elif st.davinci:
+            parts.append(f"{len(st.davinci)} /dev/davinci node(s), npu-smi unreadable")
+        else:
+            parts.append("no Ascend device")
+        detail = "; ".join(parts)
+        if not (st.can_convert or st.can_run):
+            detail += f" ({SET_ENV})"
+        return Probe(available=st.can_convert or st.can_run, detail=detail, version=st.version,
+                     devices=devices, extra=st.to_dict())
+
+    # -- convert -----------------------------------------------------------------------------------
+    def _options(self, given: dict[str, Any]) -> dict[str, Any]:
+        opts = {k: o.default for k, o in self.options.items()}
+        opts.update({k: v for k, v in (given or {}).items() if v is not None})
+        return opts
+
+    def convert(self, request: ConvertRequest) -> ConvertResult:
+        opts = self._options(request.options)
+        if request.precision not in self.precisions:
+            raise UserError(f"Ascend conversion builds fp16 or fp32, not {request.precision}",
+                            "int8 on Ascend needs AMCT quantisation, which hrdeploy does not drive")
+        if not request.dry_run and shutil.which(ATC) is None:
+            raise ToolchainMissing("atc not found: the Ascend CANN toolkit is not set up on this machine", ATC_HINT)
+        device = _device(opts["device"])
+        soc, soc_source = probe_mod.resolve_soc(opts["soc"], device)
+        aipp_text = None
+        if _flag(opts["aipp"], "aipp"):
+            fixed = request.input.fixed_size
+            if fixed is None:
+                raise UserError("AIPP cannot be combined with size gears (ATC refuses --insert_op_conf with "
+                                "--dynamic_dims)", "convert without --aipp")
+            norm = Normalisation.from_preprocess(request.preprocess, request.input.channels)
+            aipp_text = aipp_config(norm, *fixed)
+        plan = plan_atc(request.input, request.batch_sizes, request.precision, soc, onnx=SOURCE_ONNX,
+                        log_level=str(opts["log"]), batch_mode=str(opts["batch_mode"]), aipp=aipp_text,
+                        precision_mode=str(opts["precision_mode"]))
+
+        out = request.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        _place_source(request.onnx_path, out / SOURCE_ONNX)
+        if aipp_text is not None:
+            (out / "aipp.cfg").write_text(aipp_text)
+        env = self._env(plan)
+        plan_doc = {
+            "format": PLAN_FORMAT, "target": self.name, "model": request.model, "variant": request.variant,
+            "task": request.task, "input": request.input.to_dict(), "preprocess": request.preprocess,
+            "precision": request.precision, "batch_sizes": list(request.batch_sizes), "options": opts,
+            "soc": soc, "soc_source": soc_source, "atc": plan.to_dict(), "env": env, "setup": SET_ENV,
+            "jobs": [{"argv": j.argv, "output": j.output, "log": j.log, "batch": j.batch} for j in plan.jobs],
+            "aipp_normalisation": (Normalisation.from_preprocess(request.preprocess, request.input.channels)
+                                   .to_dict() if aipp_text else None),
+        }
+        atomic_write_json(out / PLAN_FILE, plan_doc)
+        self._write_script(out / PLAN_SCRIPT, plan.jobs, env)
+        return self._execute(plan_doc, out, request)
+
+    @staticmethod
+    def _env(plan: AtcPlan) -> dict[str, str]:
+        # with a log level, ATC's own log goes to stdout and so into atc.log next to the .om
+        # instead of ~/ascend/log
+        return {} if plan.jobs and "--log=null" in plan.jobs[0].argv else {"ASCEND_SLOG_PRINT_TO_STDOUT": "1"}
+
+    @staticmethod
+    def _write_script(path: Path, jobs: Sequence[AtcJob], env: dict[str, str]) -> None:
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        lines = ["#!/bin/sh",
+                 "# hrdeploy plan: compile this artifact on a machine with the Ascend CANN toolkit.",
+                 "# Preferred: hrdeploy convert --from-plan <this folder>  (records the result and checks parity).",
+                 "set -e", 'cd "$(dirname "$0")"',
+                 f"command -v atc >/dev/null 2>&1 || . {SET_ENV.split(' ', 1)[1]}"]
+        for j in jobs:
+            lines.append(f"{prefix + ' ' if prefix else ''}{j.cmd} > {shlex.quote(j.log)} 2>&1")
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o755)
+
+    def _execute(self, plan_doc: dict[str, Any], out: Path, request: ConvertRequest) -> ConvertResult:
+        """Run (or, on a dry run, record) every ATC job of a plan; check what each one wrote."""
+        files: dict[str, str] = {"source_onnx": SOURCE_ONNX, "plan": PLAN_FILE, "plan_script": PLAN_SCRIPT}
+        if (out / "aipp.cfg").is_file():
+            files["aipp"] = "aipp.cfg"
+        checks: list[dict[str, Any]] = []
+        om_by_batch: dict[str, str] = {}
+        env = plan_doc.get("env") or {}
+        for i, job in enumerate(plan_doc["jobs"]):
+            argv, output, log = job["argv"], job["output"], job["log"]
+            if request.dry_run:
+                request.record(argv, cwd=out, log=out / log, env=env or None,
+                               note="planned (--dry-run): run with 'hrdeploy convert --from-plan' on a "
+                                    "machine with the CANN toolkit")
+                om_name = output + ".om"
+            else:
+                proc = request.run(argv, cwd=out, log=out / log, env=env or None, check=False, tool_hint=ATC_HINT)
+                assert proc is not None
+                outcome = parse_atc_output(proc.stdout, proc.returncode)
+                if not outcome.ok:
+                    codes = f" [{', '.join(outcome.errors)}]" if outcome.errors else ""
+                    raise UserError(f"atc failed for {output} (exit code {proc.returncode}){codes}: "
+                                    f"{outcome.message}; log: {out / log}")
+                produced = sorted(out.glob(f"{output}*.om"))
+                if not produced:
+                    raise UserError(f"atc exited 0 but wrote no {output}.om; log: {out / log}",
+                                    "check the log for the reason and the free disk space")
+                om_name = produced[0].name
+                checks.append({"tool": "atc", "output": om_name, "passed": True,
+                               "success_line": outcome.success_line, "warnings": outcome.warnings,
+                               "text": outcome.message})
+            files[log.rsplit(".", 1)[0] if i else "atc_log"] = log
+            role = "model" if i == 0 else f"model_bs{job['batch']}"
+            files[role] = om_name
+            if job.get("batch") is not None:
+                om_by_batch[str(job["batch"])] = om_name
+        atc = plan_doc["atc"]
+        version, vfile = probe_mod.toolkit_version()
+        extra = {"soc": plan_doc["soc"], "soc_source": plan_doc["soc_source"], "dynamic": atc["dynamic"],
+                 "batch_mode": atc["batch_mode"], "precision_mode": atc["precision_mode"],
+                 "input_shape": atc["input_shape"], "gears": atc["gears"], "aipp": atc["aipp"],
+                 "aipp_normalisation": plan_doc.get("aipp_normalisation"),
+                 "om_by_batch": om_by_batch if len(plan_doc["jobs"]) > 1 else {},
+                 "planned": bool(request.dry_run),
+                 "note": ("fp32 on Ascend 310/310P computes convolutions fp16-in/fp32-out (force_fp32): "
+                          "expect fp16-level parity" if atc["precision_mode"] == "force_fp32" else "")}
+        return ConvertResult(files=files,
+                             toolchain={"name": "CANN ATC", "version": version, "version_file": vfile,
+                                        "soc": plan_doc["soc"]},
+                             batch_sizes=list(atc["batch_sizes"]),
+                             sizes=[tuple(s) for s in atc["sizes"]], checks=checks, extra=extra)
+
+    def run_plan(self, artifact: Artifact | Path | str, log: Any = print) -> ConvertResult:
+        """Compile a ``convert --dry-run`` artifact where the toolkit is (``hrdeploy convert
+        --from-plan``): run its recorded ATC jobs in the folder, check their outputs, and return
+        what ``convert`` would have returned. ``result.extra["commands"]`` holds the executed
+        commands (with exit codes and durations) for the manifest; the core then updates
+        ``files``, ``toolchain``, ``checks``, ``commands``, ``conversion`` and ``dry_run`` and runs
+        its parity check."""
+        folder = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
+        plan_path = folder / PLAN_FILE
+        if not plan_path.is_file():
+            raise UserError(f"{folder} has no {PLAN_FILE}", "convert --dry-run --target ascend writes it")
+        try:
+            plan_doc = json.loads(plan_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{plan_path} is not valid JSON: {e}") from None
+        if plan_doc.get("format") != PLAN_FORMAT:
+            raise UserError(f"{plan_path} is not an Ascend plan (format {plan_doc.get('format')!r})")
+        if not (folder / SOURCE_ONNX).is_file():
+            raise UserError(f"{folder / SOURCE_ONNX} is missing", "copy the whole artifact folder")
+        if shutil.which(ATC) is None:
+            raise ToolchainMissing("atc not found: the Ascend CANN toolkit is not set up on this machine", ATC_HINT)
+        local = probe_mod.query_chips()
+        if local is not None:
+            socs = {c.soc for c in local.chips if c.soc}
+            if socs and plan_doc["soc"] not in socs:
+                log(f"note: the plan compiles for {plan_doc['soc']}, this machine has {', '.join(sorted(socs))}")
+        request = ConvertRequest(
+            onnx_path=folder / SOURCE_ONNX, out_dir=folder, model=plan_doc["model"], variant=plan_doc["variant"],
+            task=plan_doc["task"], input=InputSpec.from_dict(plan_doc["input"]), preprocess=plan_doc["preprocess"],
+            precision=plan_doc["precision"], batch_sizes=list(plan_doc["batch_sizes"]),
+            options=plan_doc["options"], dry_run=False, log=log)
+        result = self._execute(plan_doc, folder, request)
+        result.extra["commands"] = request.commands
+        result.extra["planned"] = False
+        return result
+
+    # -- run ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _conversion(artifact: Artifact) -> dict[str, Any]:
+        conv = dict(artifact.manifest.get("conversion") or {})
+        if not conv:  # older manifests / hand-run plan.sh: read the plan
+            plan = artifact.folder / PLAN_FILE
+            if plan.is_file():
+                doc = json.loads(plan.read_text(encoding="utf-8"))
+                atc = doc.get("atc", {})
+                conv = {"soc": doc.get("soc"), "dynamic": atc.get("dynamic"), "aipp": atc.get("aipp"),
+                        "aipp_normalisation": doc.get("aipp_normalisation"),
+                        "om_by_batch": atc.get("om_by_batch", {}) if len(doc.get("jobs", [])) > 1 else {}}
+        return conv
+
+    def _om_files(self, artifact: Artifact, conv: dict[str, Any]) -> dict[int | None, Path]:
+        folder = artifact.folder
+        by_batch = conv.get("om_by_batch") or {}
+        if by_batch:
+            om = {int(b): folder / name for b, name in by_batch.items()}
+        else:
+            om = {None: folder / artifact.manifest.get("files", {}).get("model", "model.om")}
+        missing = [p.name for p in om.values() if not p.is_file()]
+        if missing:
+            # a dry-run plan whose .om files were never built here
+            found = sorted(folder.glob("model*.om"))
+            if not by_batch and len(found) == 1:
+                return {None: found[0]}
+            raise UserError(f"{artifact.path} has no compiled model ({', '.join(missing)})",
+                            "it is a --dry-run plan: run 'hrdeploy convert --from-plan' on a machine with "
+                            "the CANN toolkit first")
+        return om
+
+    def open(self, artifact: Artifact, device: str | None = None,
+             options: dict[str, Any] | None = None) -> Runner:
+        conv = self._conversion(artifact)
+        om = self._om_files(artifact, conv)
+        opts = self._options(options or {})
+        dev = _device(device if device is not None else opts.get("device"))
+        device_id = dev if dev is not None else probe_mod.default_device()
+        norm = None
+        if conv.get("aipp"):
+            nd = conv.get("aipp_normalisation")
+            norm = Normalisation.from_dict(nd) if nd else Normalisation.from_preprocess(
+                artifact.manifest.get("preprocess"), artifact.input.channels)
+        sizes = artifact.sizes
+        return AscendRunner(om, device_id, dynamic=conv.get("dynamic"), input_name=artifact.input.name,
+                            output_names=list(artifact.manifest.get("outputs") or []),
+                            batch_sizes=artifact.batch_sizes, sizes=sizes, aipp=norm, soc=conv.get("soc") or "")
+
+    # -- bench -------------------------------------------------------------------------------------
+    def bench_native(self, artifact: Artifact, batch_sizes: Sequence[int], seconds: float,
+                     device: str | None = None) -> list[dict[str, Any]] | None:
+        """ais_bench pure-inference mode per batch size (and per gear for DEKR-like .om files):
+        a first run of ``--loop 20``, then one long enough for ``seconds`` of device time."""
+        conv = self._conversion(artifact)
+        om = self._om_files(artifact, conv)
+        python = self._ais_python()
+        dev = _device(device)
+        device_id = dev if dev is not None else probe_mod.default_device()
+        compiled = sorted(artifact.batch_sizes or [])
+        spec = artifact.input
+        rows: list[dict[str, Any]] = []
+        skipped: list[int] = []
+        for b in batch_sizes:
+            if compiled and b not in compiled:
+                skipped.append(b)
+                continue
+            key: int | None = b if b in om else None
+            if key not in om:
+                skipped.append(b)
+                continue
+            runs: list[tuple[dict[str, Any], list[str]]] = []
+            if conv.get("dynamic") == "dims":
+                for h, w in (artifact.sizes or []):
+                    dims = ",".join({"N": str(b), "C": str(spec.channels), "H": str(h), "W": str(w)}[c]
+                                    for c in spec.layout.upper())
+                    runs.append(({"size": [h, w]}, ["--dymDims", f"{spec.name}:{dims}"]))
+            elif conv.get("dynamic") == "batch":
+                runs.append(({}, ["--dymBatch", str(b)]))
+            else:
+                runs.append(({}, []))
+            for extra, dyn in runs:
+                rows.append({**self._bench_one(python, om[key], b, device_id, seconds, dyn), **extra})
+        if not rows:
+            raise UserError(f"none of the batch sizes {list(batch_sizes)} is compiled into {artifact.path}",
+                            f"compiled: {', '.join(map(str, compiled)) or 'unknown'}")
+        return rows
+
+    @staticmethod
+    def _ais_python() -> str:
+        if probe_mod._importable("ais_bench"):
+            return sys.executable
+        raise ToolchainMissing("ais_bench is not importable here", RUNTIME_HINT)
+
+    def _bench_one(self, python: str, om: Path, batch: int, device_id: int, seconds: float,
+                   dyn: list[str]) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="hrdeploy-ais-") as tmp:
+            row, mean_ms = self._ais_run(python, om, batch, device_id, FIRST_LOOP, dyn, Path(tmp), "probe")
+            wanted = math.ceil(seconds * 1000.0 / mean_ms) if mean_ms > 0 else FIRST_LOOP
+            if wanted > FIRST_LOOP * 2:
+                row, _ = self._ais_run(python, om, batch, device_id, min(wanted, MAX_LOOP), dyn, Path(tmp), "run")
+        return row
+
+    @staticmethod
+    def _ais_run(python: str, om: Path, batch: int, device_id: int, loop: int, dyn: list[str],
+                 tmp: Path, tag: str) -> tuple[dict[str, Any], float]:
+        dirname = f"bs{batch}_{tag}"
+        argv = ais_bench_argv(python, str(om), loop=loop, batch=batch, device=device_id, output=str(tmp),
+                              dirname=dirname)
+        argv += dyn
+        proc = subprocess.run(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()][-1:] or [""]
+            raise UserError(f"ais_bench failed with exit code {proc.returncode} at batch {batch}: {tail[0][:200]}")
+        summary = tmp / f"{dirname}_summary.json"
+        if not summary.is_file():
+            found = sorted(tmp.glob(f"**/{dirname}*_summary.json"))
+            summary = found[0] if found else summary
+        text_report: AisBenchReport = parse_ais_bench_output(proc.stdout)
+        try:
+            if summary.is_file():
+                row = bench_row(batch, summary_json=load_ais_summary_json(summary), warmup=1, iterations=loop)
+            elif text_report.summaries:
+                row = bench_row(batch, text_summary=text_report.summaries[-1], warmup=1, iterations=loop)
+            else:
+                raise ValueError("no performance summary")
+        except ValueError as e:
+            raise UserError(f"could not read ais_bench's result at batch {batch}: {e}") from None
+        row.update({"device": device_id, "loop": loop, "command": shlex.join(argv), "tool": "ais_bench"})
+        return row, float(row["latency_ms"]["mean"])
