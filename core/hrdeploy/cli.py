@@ -287,6 +287,7 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
     from .io import IMAGE_SUFFIXES, list_images, read_image, write_image
     from .model import SampleRef
 
+    session = _open(model_file, device, sets, threads)
     paths: list[Path] = []
     for p in images:
         if p.is_dir():
@@ -296,7 +297,6 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
         else:
             raise UserError(f"image not found: {p}")
     paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or p.is_file()]
-    session = _open(model_file, device, sets, threads)
     with session.runner:
         pipeline = session.pipeline(_model_options(opts, boxes=str(boxes) if boxes else None, flip=flip,
                                                    scales=scales))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -97,10 +98,6 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     if isinstance(variant.input.batch, int) and batch not in (None, variant.input.batch):
         raise UserError(f"{spec.name}/{variant.name} only runs at batch {variant.input.batch}")
     fixed_batch = batch or (variant.input.batch if isinstance(variant.input.batch, int) else None)
-    import warnings
-
-    # the TorchScript exporter's constant-folding notes are noise for users
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
     module = spec.build(variant)
     module.eval()
     if weights is not None:
@@ -124,10 +121,14 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
         tmp_path = Path(tmp) / "export.onnx"
         # the TorchScript exporter: the dynamo one turns HRNet's pooling into a fixed-size
         # AveragePool and takes 10x longer (models-classification.md §6)
-        torch.onnx.export(module, (torch.from_numpy(x),), str(tmp_path),
-                          input_names=[variant.input.name], output_names=list(variant.outputs),
-                          dynamic_axes=spec.dynamic_axes(variant, dynamic_batch=fixed_batch is None) or None,
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+        with warnings.catch_warnings():
+            # the legacy exporter's deprecation and constant-folding notes are noise for users
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(module, (torch.from_numpy(x),), str(tmp_path),
+                              input_names=[variant.input.name], output_names=list(variant.outputs),
+                              dynamic_axes=spec.dynamic_axes(variant, dynamic_batch=fixed_batch is None) or None,
+                              opset_version=opset, do_constant_folding=True, dynamo=False)
         model = onnx.load(str(tmp_path))
         meta = model_metadata(spec, variant, weights_desc, fixed_batch)
         meta["opset"] = opset

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hrdeploy.errors import UserError
-from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant
+from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant, parse_option
 from hrdeploy.tasks.pose import coco_keypoint_dataset, draw_people
 
 from .pipeline import DEKRPipeline
@@ -37,6 +37,17 @@ OPTIONS = {
     "ann": OptionSpec("COCO person_keypoints JSON (default: found under --data)", None, str),
     "images": OptionSpec("folder with the annotation file's images (default: found under --data)", None, str),
 }
+
+
+def _option(opts: dict[str, Any], name: str) -> Any:
+    """An option's value, parsed when it arrives as a command-line string (``--opt k=v``)."""
+    spec = OPTIONS[name]
+    value = opts.get(name, spec.default)
+    if isinstance(value, str):
+        return parse_option(spec, value)
+    if spec.type is list and isinstance(value, (int, float)):
+        return [float(value)]
+    return value
 
 
 def width_of(variant: Variant) -> int:
@@ -94,13 +105,10 @@ class DEKRSpec(ModelSpec):
         opts = {k: v for k, v in (options or {}).items() if v is not None}
         runtime = runtime or {}
         rescorer, note = self._rescorer(opts.get("rescore"), runtime.get("files") or {})
-        scales = opts.get("scales", OPTIONS["scales"].default)
-        if isinstance(scales, (int, float)):
-            scales = [scales]
         return DEKRPipeline(
             input_size=int(variant.extra["input_size"]), output_size=int(variant.extra["output_size"]),
-            output_names=variant.outputs, flip=bool(opts.get("flip", True)),
-            scales=[float(s) for s in scales], gears=runtime.get("sizes") or None,
+            output_names=variant.outputs, flip=_option(opts, "flip"), scales=_option(opts, "scales"),
+            gears=runtime.get("sizes") or None,
             rescorer=rescorer, rescore_note=note)
 
     @staticmethod

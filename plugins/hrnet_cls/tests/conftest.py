@@ -15,6 +15,16 @@ from hrdeploy_hrnet_cls.spec import HRNetClsSpec
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for hrnet_cls_helpers
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    # on a shared 2-core machine OpenMP threads spin against other processes: one thread ran
+    # the w18 forward 25x faster than two under load
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def spec() -> HRNetClsSpec:
     return HRNetClsSpec()

@@ -27,7 +27,9 @@ def _export(model, variant, spec, path, dynamic_size: bool = False) -> onnx.Mode
 
 
 def _run(path, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return sess.run(["logits"], {"image": x})[0]
 
 

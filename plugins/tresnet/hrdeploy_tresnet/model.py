@@ -3,7 +3,7 @@
 The state_dict has exactly the keys, order and shapes of ``timm.create_model('tresnet_x')``
 (timm 1.0): ``body.s2d``, ``body.conv1.{conv,bn}``, ``body.layerN.k.{downsample.1,conv1,conv2,
 se,conv3}`` and ``head.fc``. The forward uses only ops the legacy ONNX exporter maps to
-standard operators (Reshape/Transpose, Pad, Conv, AveragePool, ReduceMean, Gemm).
+standard operators (Reshape/Transpose, Slice/Concat, Conv, AveragePool, ReduceMean, Gemm).
 
 The Ascend flavour (:class:`TResNetConfig` with ``block_slope=0.01`` and ``blur_padding=
 "zeros"``) is the network Ascend's TResNet.patch makes of timm v0.4.5: plain BatchNorm, every
@@ -84,9 +84,17 @@ class BlurPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding == "reflect":
-            x = F.pad(x, (1, 1, 1, 1), mode="reflect")
-            return F.conv2d(x, self.filt, stride=2, groups=self.channels)
+            return F.conv2d(reflect_pad1(x), self.filt, stride=2, groups=self.channels)
         return F.conv2d(x, self.filt, stride=2, padding=1, groups=self.channels)
+
+
+def reflect_pad1(x: torch.Tensor) -> torch.Tensor:
+    """Reflect padding by one pixel (the border gets the second row/column), written as
+    Slice + Concat. ``F.pad(mode="reflect")`` exports as a reflect-mode Pad whose pads come
+    from a Slice(step -1) subgraph the exporter cannot fold; vendor compilers handle neither
+    as well as constant slices. The values are copies, so the result is identical."""
+    x = torch.cat([x[:, :, 1:2], x, x[:, :, -2:-1]], dim=2)
+    return torch.cat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], dim=3)
 
 
 class ConvBnAct(nn.Module):

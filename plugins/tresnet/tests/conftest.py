@@ -54,18 +54,23 @@ def spec() -> TResNetSpec:
 
 
 @pytest.fixture(scope="session")
-def meta_state(spec: TResNetSpec) -> Callable[[str], "OrderedDict[str, torch.Tensor]"]:
-    """The module's state_dict (shapes only, on the meta device) of a variant: what a
-    checkpoint must become, without allocating the network."""
-    cache: dict[str, OrderedDict[str, torch.Tensor]] = {}
+def built() -> Callable[[str], torch.nn.Module]:
+    """One network per variant for the session, for tests that need its keys and shapes
+    (or load weights they do not share with others)."""
+    cache: dict[str, torch.nn.Module] = {}
 
-    def get(variant: str) -> "OrderedDict[str, torch.Tensor]":
+    def get(variant: str) -> torch.nn.Module:
         if variant not in cache:
-            with torch.device("meta"):
-                cache[variant] = build_tresnet(variant).state_dict()
+            cache[variant] = build_tresnet(variant)
         return cache[variant]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def expected_state(built: Callable[[str], torch.nn.Module]) -> Callable[[str], "OrderedDict[str, torch.Tensor]"]:
+    """What a checkpoint must become for a variant: the module's state_dict."""
+    return lambda variant: built(variant).state_dict()
 
 
 @pytest.fixture(scope="session")

@@ -47,20 +47,20 @@ def test_timm_training_checkpoint_with_namespace(spec, seeded_m, tmp_path):
 
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "state_dict_ema"])
 @pytest.mark.parametrize("prefix", ["", "module."])
-def test_wrappers_and_prefixes(wrapper, prefix, seeded_m, meta_state):
+def test_wrappers_and_prefixes(wrapper, prefix, seeded_m, expected_state):
     sd = OrderedDict((prefix + k, v) for k, v in seeded_m.items())
     obj = sd if wrapper is None else {wrapper: sd, "epoch": 3}
-    state, text = convert(obj, "m", meta_state("m"))
-    assert list(state) == list(meta_state("m"))
+    state, text = convert(obj, "m", expected_state("m"))
+    assert list(state) == list(expected_state("m"))
     assert state["body.conv1.conv.weight"] is seeded_m["body.conv1.conv.weight"]
     assert (f"'{wrapper}' entry" in text) == (wrapper is not None)
     assert ("'module.' prefix stripped" in text) == bool(prefix)
 
 
-def test_seeded_v045_checkpoint_loads_through_the_remap(manifest, meta_state):
+def test_seeded_v045_checkpoint_loads_through_the_remap(manifest, expected_state):
     v045 = seeded_state_dict(manifest("m.timm045"), seed=0)
     assert detect_layout(v045) == "timm045"
-    state, text = convert(v045, "m", meta_state("m"))
+    state, text = convert(v045, "m", expected_state("m"))
     module = build_tresnet("m")
     module.load_state_dict(state, strict=True)
     assert "timm v0.4.5 (InplaceABN) tresnet_m checkpoint" in text
@@ -110,13 +110,13 @@ def test_ascend_checkpoint_loads_into_m_ascend(ascend_model, seeded_ascend):
     assert torch.equal(module.body.layer4[0].downsample[1].bn.bias, seeded_ascend["body.layer4.0.downsample.1.1.bias"])
 
 
-def test_v045_blur_filter_buffers_are_dropped(manifest, meta_state):
+def test_v045_blur_filter_buffers_are_dropped(manifest, expected_state):
     """no_aa_jit=True builds store the blur filter of the three stride-2 convs."""
     sd = empty_state(manifest("m.timm045"))
     for key in ("body.layer2.0.conv1.1.op.filt", "body.layer3.0.conv2.1.op.filt", "body.layer4.0.conv2.1.op.filt"):
         sd[key] = torch.ones(1, 1, 3, 3)
-    state, _ = convert(sd, "m", meta_state("m"))
-    assert list(state) == list(meta_state("m"))
+    state, _ = convert(sd, "m", expected_state("m"))
+    assert list(state) == list(expected_state("m"))
 
 
 # -- checkpoints that do not fit -----------------------------------------------------------------
@@ -140,49 +140,48 @@ def _error(obj, variant: str, expected) -> str:
     ("pose/pose_hrnet_w32_256x192.mmpose.json", "m", r"HRNet top-down pose checkpoint \(mmpose layout\)"),
     ("pose/dekr_hrnet_w32_coco.json", "m", r"^this looks like a DEKR \(bottom-up pose\) checkpoint"),
 ])
-def test_wrong_checkpoints_say_what_they_are(name, variant, pattern, fixtures_dir, meta_state):
+def test_wrong_checkpoints_say_what_they_are(name, variant, pattern, fixtures_dir, expected_state):
     sd = empty_state(load_manifest(fixtures_dir / "official" / name))
-    assert re.search(pattern, _error(sd, variant, meta_state(variant)))
+    assert re.search(pattern, _error(sd, variant, expected_state(variant)))
 
 
-def test_ascend_checkpoint_into_timm_variant(ascend_manifest, meta_state):
-    text = _error(empty_state(ascend_manifest), "m", meta_state("m"))
+def test_ascend_checkpoint_into_timm_variant(ascend_manifest, expected_state):
+    text = _error(empty_state(ascend_manifest), "m", expected_state("m"))
     assert text.startswith("this is an Ascend-patched TResNet-M checkpoint")
     assert text.endswith("(use variant m_ascend)")
 
 
-def test_incomplete_and_modified_checkpoints(manifest, meta_state):
+def test_incomplete_and_modified_checkpoints(manifest, expected_state):
     sd = empty_state(manifest("m.timm"))
     del sd["body.layer3.4.se.fc1.bias"]
-    assert _error(sd, "m", meta_state("m")) == (
+    assert _error(sd, "m", expected_state("m")) == (
         "incomplete or modified tresnet_m checkpoint (timm layout): 1 missing "
         "(e.g. body.layer3.4.se.fc1.bias) tensors")
 
     sd = empty_state(manifest("m.timm"))
     sd["body.layer1.0.se.fc1.weight"] = torch.empty(32, 64, 1, 1)
     assert "wrong shape at body.layer1.0.se.fc1.weight: [32, 64, 1, 1], expected [64, 64, 1, 1]" in \
-        _error(sd, "m", meta_state("m"))
+        _error(sd, "m", expected_state("m"))
 
     sd = empty_state(manifest("m.timm"))
     sd["head.fc.weight"], sd["head.fc.bias"] = torch.empty(11221, 2048), torch.empty(11221)
-    assert "11221-class head (ImageNet-21k)" in _error(sd, "m", meta_state("m"))
+    assert "11221-class head (ImageNet-21k)" in _error(sd, "m", expected_state("m"))
 
 
-def test_not_a_tresnet_at_all(meta_state):
-    text = _error({"encoder.weight": torch.zeros(3), "decoder.bias": torch.zeros(2)}, "m", meta_state("m"))
+def test_not_a_tresnet_at_all(expected_state):
+    text = _error({"encoder.weight": torch.zeros(3), "decoder.bias": torch.zeros(2)}, "m", expected_state("m"))
     assert text == "this is not a TResNet checkpoint (2 tensors, first keys: encoder.weight, decoder.bias)"
-    assert _error([torch.zeros(1)], "m", meta_state("m")) == "not a state_dict: the checkpoint holds a list"
-    assert _error({"epoch": 3, "best": 0.5}, "m", meta_state("m")).startswith("not a state_dict: no tensors")
+    assert _error([torch.zeros(1)], "m", expected_state("m")) == "not a state_dict: the checkpoint holds a list"
+    assert _error({"epoch": 3, "best": 0.5}, "m", expected_state("m")).startswith("not a state_dict: no tensors")
 
 
 class _Pickled:
     """Stands for a whole pickled model object."""
 
 
-def test_unreadable_files(spec, tmp_path):
+def test_unreadable_files(spec, built, tmp_path):
     variant = spec.variant("m")
-    with torch.device("meta"):
-        module = spec.build(variant)
+    module = built("m")
     cases = {
         "missing.pth": None,
         "garbage.pth": b"\x00not a checkpoint at all",

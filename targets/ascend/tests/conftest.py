@@ -46,7 +46,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_onnx(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
-def ort_run(onnx_path: Path, x: np.ndarray) -> list[np.ndarray]:
+def _ort_run(onnx_path: Path, x: np.ndarray) -> list[np.ndarray]:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -55,11 +55,24 @@ def ort_run(onnx_path: Path, x: np.ndarray) -> list[np.ndarray]:
     return sess.run(None, {"image": x})
 
 
+@pytest.fixture(scope="session")
+def ort_run():
+    """ONNX Runtime fp32 outputs of a model file: the reference every stand-in run is compared to."""
+    return _ort_run
+
+
 def _wrapper(bin_dir: Path, name: str, module: str) -> None:
     script = bin_dir / name
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\n"
                       f"from {module} import main\nsys.exit(main())\n")
     script.chmod(0o755)
+
+
+def install_tools(bin_dir: Path) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    _wrapper(bin_dir, "atc", "fake_atc")
+    _wrapper(bin_dir, "npu-smi", "fake_npu_smi")
+    return bin_dir
 
 
 @dataclass
@@ -85,10 +98,7 @@ def ascend_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Pa
     """atc and npu-smi stand-ins on PATH (npu-smi shows two 310P3 cards), the ais_bench
     stand-in importable here and in subprocesses, a toolkit version.info under
     ASCEND_HOME_PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _wrapper(bin_dir, "atc", "fake_atc")
-    _wrapper(bin_dir, "npu-smi", "fake_npu_smi")
+    bin_dir = install_tools(tmp_path / "bin")
     home = tmp_path / "ascend-toolkit" / "latest"
     home.mkdir(parents=True)
     (home / "version.info").write_text("Version=7.0.RC1\nversion_dir=7.0.RC1\n")
@@ -106,6 +116,18 @@ def ascend_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Pa
                 "FAKE_AIS_CLI_MODE", "FAKE_NPU_DEVICES"):
         monkeypatch.delenv(var, raising=False)
     return AscendEnv(tmp_path, bin_dir, calls, ais_calls)
+
+
+@pytest.fixture
+def device_machine(monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path):
+    """Turn this test into "the machine with the device": put the stand-ins on PATH."""
+    def setup(bin_dir: Path) -> None:
+        install_tools(bin_dir)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+        monkeypatch.setenv("PYTHONPATH", str(FAKES))
+        monkeypatch.syspath_prepend(str(FAKES))
+        monkeypatch.setenv("FAKE_NPU_SMI", str(fixtures_dir / "toolchains" / "npu-smi_info_310P3_1card.txt"))
+    return setup
 
 
 @pytest.fixture

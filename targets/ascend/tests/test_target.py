@@ -16,8 +16,6 @@ from hrdeploy.model import InputSpec
 from hrdeploy.target import ConvertRequest
 from hrdeploy_target_ascend.target import AscendTarget
 
-from conftest import ort_run  # type: ignore[import-not-found]
-
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 SMALL = InputSpec(name="image", channels=3, height=16, width=24)
 GEARS = InputSpec(name="image", channels=3, height=None, width=None, gears=((16, 24), (16, 16), (24, 16)),
@@ -118,10 +116,9 @@ def test_atc_failure_reports_exit_code_error_code_and_log(ascend_env, tiny_onnx:
 
 
 def test_atc_rejecting_its_arguments_is_reported(ascend_env, tiny_onnx: Path, tmp_path: Path) -> None:
-    # the stand-in rejects an unknown precision mode the way ATC does
-    with pytest.raises(UserError, match="E10001"):
-        AscendTarget().convert(request(tiny_onnx, tmp_path / "a", soc="310P3", precision_mode="cube_fp16in_fp32out_x")
-                               if False else request(tiny_onnx, tmp_path / "a", soc="Ascend310P9"))
+    # a soc ATC does not know: the stand-in rejects it the way ATC does (E10001 + failure line)
+    with pytest.raises(UserError, match=r"exit code 1\) \[E10001\].*soc_version"):
+        AscendTarget().convert(request(tiny_onnx, tmp_path / "a", soc="Ascend999"))
 
 
 def test_atc_success_without_the_om_file(ascend_env, tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
@@ -137,7 +134,7 @@ def test_om_name_with_a_host_suffix_is_found(ascend_env, tiny_onnx: Path, tmp_pa
 
 
 # ------------------------------------------------------------------------------------------ run
-def test_dynamic_batch_om_pads_and_splits(ascend_env, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_dynamic_batch_om_pads_and_splits(ascend_env, tiny_onnx: Path, tmp_path: Path, ort_run) -> None:
     req = request(tiny_onnx, tmp_path / "a", batches=(1, 4, 8), soc="310P3")
     result = AscendTarget().convert(req)
     assert result.extra["dynamic"] == "batch" and result.batch_sizes == [1, 4, 8]
@@ -152,7 +149,7 @@ def test_dynamic_batch_om_pads_and_splits(ascend_env, tiny_onnx: Path, tmp_path:
         assert times is not None and len(times) == 1 + 1 + 2 and all(t >= 0 for t in times)
 
 
-def test_static_per_batch_oms(ascend_env, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_static_per_batch_oms(ascend_env, tiny_onnx: Path, tmp_path: Path, ort_run) -> None:
     req = request(tiny_onnx, tmp_path / "a", batches=(1, 2), soc="310P3", batch_mode="static")
     result = AscendTarget().convert(req)
     assert result.files["model"] == "model_bs1.om" and result.files["model_bs2"] == "model_bs2.om"
@@ -165,7 +162,7 @@ def test_static_per_batch_oms(ascend_env, tiny_onnx: Path, tmp_path: Path) -> No
         assert_close(runner.run({"image": x1}), ort_run(tiny_onnx, x1))
 
 
-def test_gears_and_a_gear_mismatch(ascend_env, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_gears_and_a_gear_mismatch(ascend_env, tiny_onnx: Path, tmp_path: Path, ort_run) -> None:
     req = request(tiny_onnx, tmp_path / "a", spec=GEARS, soc="310P3")
     result = AscendTarget().convert(req)
     argv = ascend_env.atc_calls()[-1]["argv"]
@@ -183,7 +180,7 @@ def test_gears_and_a_gear_mismatch(ascend_env, tiny_onnx: Path, tmp_path: Path) 
             runner.run({"image": inputs(1, 20, 20)})
 
 
-def test_aipp_om_takes_uint8_pixels_and_matches_onnx(ascend_env, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_aipp_om_takes_uint8_pixels_and_matches_onnx(ascend_env, tiny_onnx: Path, tmp_path: Path, ort_run) -> None:
     req = request(tiny_onnx, tmp_path / "a", batches=(1, 2), soc="310P3", aipp="on")
     result = AscendTarget().convert(req)
     assert result.files["aipp"] == "aipp.cfg" and result.extra["aipp"] is True
@@ -201,7 +198,7 @@ def test_aipp_with_gears_is_refused(ascend_env, tiny_onnx: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize("flags", [{"FAKE_AIS_OLD": "1"}, {"FAKE_AIS_SPELLING": "dyn"}, {"FAKE_AIS_PAIRS": "1"}])
-def test_runner_adapts_to_ais_bench_builds(ascend_env, tiny_onnx: Path, tmp_path: Path, monkeypatch, flags) -> None:
+def test_runner_adapts_to_ais_bench_builds(ascend_env, tiny_onnx: Path, tmp_path: Path, monkeypatch, flags, ort_run) -> None:
     for k, v in flags.items():
         monkeypatch.setenv(k, v)
     req = request(tiny_onnx, tmp_path / "a", batches=(1, 2), soc="310P3")
@@ -242,8 +239,8 @@ def test_close_finalizes_acl_once_after_the_last_runner(ascend_env, tiny_onnx: P
 
 
 # ------------------------------------------------------------------------------------------ plan
-def test_dry_run_plan_then_run_plan_on_the_device_machine(no_ascend, tiny_onnx: Path, tmp_path: Path,
-                                                          monkeypatch, fixtures_dir) -> None:
+def test_dry_run_plan_then_run_plan_on_the_device_machine(no_ascend, device_machine, tiny_onnx: Path,
+                                                          tmp_path: Path, ort_run) -> None:
     # development box: no toolkit at all; the plan needs an explicit --soc
     req = request(tiny_onnx, tmp_path / "dev" / "art", batches=(1, 2), soc="310P3", dry_run=True, aipp="on")
     result = AscendTarget().convert(req)
@@ -260,16 +257,7 @@ def test_dry_run_plan_then_run_plan_on_the_device_machine(no_ascend, tiny_onnx: 
     # device machine: the folder is copied, the toolkit is there
     target_dir = tmp_path / "device" / "art"
     shutil.copytree(dev, target_dir)
-    import os
-    from conftest import FAKES, _wrapper  # type: ignore[import-not-found]
-
-    bin_dir = tmp_path / "device-bin"
-    bin_dir.mkdir()
-    _wrapper(bin_dir, "atc", "fake_atc")
-    _wrapper(bin_dir, "npu-smi", "fake_npu_smi")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.syspath_prepend(str(FAKES))
-    monkeypatch.setenv("FAKE_NPU_SMI", str(fixtures_dir / "toolchains" / "npu-smi_info_310P3_1card.txt"))
+    device_machine(tmp_path / "device-bin")
     logs: list[str] = []
     done = AscendTarget().run_plan(Artifact.load(target_dir), log=logs.append)
     assert (target_dir / "model.om").is_file() and done.files["model"] == "model.om"

@@ -69,7 +69,7 @@ def draw_people(image: np.ndarray, people: Sequence[dict[str, Any]], kpt_thr: fl
         if draw_box and person.get("box") is not None:
             x, y, w, h = (float(v) for v in person["box"])
             cv2.rectangle(out, (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h))),
-                          BOX_COLOR, max(1, thickness // 2), cv2.LINE_AA)
+                          BOX_COLOR, max(1, thickness // 2), cv2.LINE_8)  # axis-aligned: no anti-aliasing needed
         visible = (kpts[:, 2] >= kpt_thr) & np.isfinite(kpts).all(axis=1)
         pts = [(int(round(x)), int(round(y))) for x, y, _ in kpts]
         for a, b in COCO_SKELETON:

@@ -9,8 +9,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 MAGIC = b"HRDEPLOY-FAKE-OM/1\n"
 
 
@@ -32,8 +30,10 @@ def parse_shape(text: str) -> tuple[str, list[int]]:
     return name, [int(d) for d in dims.split(",")]
 
 
-def aipp_to_nchw(x: np.ndarray, aipp: dict[str, str]) -> np.ndarray:
+def aipp_to_nchw(x: Any, aipp: dict[str, str]) -> Any:
     """uint8 NHWC -> float32 NCHW as the AIPP module computes it."""
+    import numpy as np
+
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise RuntimeError(f"AIPP input must be uint8 NHWC with 3 channels, got {x.dtype} {x.shape}")
     out = np.empty((x.shape[0], 3, x.shape[1], x.shape[2]), np.float32)
@@ -42,6 +42,63 @@ def aipp_to_nchw(x: np.ndarray, aipp: dict[str, str]) -> np.ndarray:
         mn = float(aipp.get(f"min_chn_{c}", 0))
         var = float(aipp.get(f"var_reci_chn_{c}", 1))
         out[:, c] = (x[..., c].astype(np.float32) - mean - mn) * var
+    return out
+
+
+def _fields(buf: bytes):
+    """(field number, wire type, value) of one protobuf message, wire format only."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val, i = _varint(buf, i)
+        elif wt == 2:
+            n, i = _varint(buf, i)
+            val, i = buf[i:i + n], i + n
+        elif wt == 1:
+            val, i = buf[i:i + 8], i + 8
+        elif wt == 5:
+            val, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        yield num, wt, val
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        out |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return out, i
+
+
+def onnx_inputs(data: bytes) -> dict[str, int]:
+    """Graph input name -> rank, read straight from the ONNX protobuf (ModelProto.graph=7,
+    GraphProto.input=11, ValueInfoProto.name=1/type=2, TypeProto.tensor_type=1, shape=2, dim=1)
+    so the stand-in atc starts fast without importing onnx."""
+    graph = next(v for n, wt, v in _fields(data) if n == 7 and wt == 2)
+    inits = {bytes(v2).decode() for n, wt, v in _fields(graph) if n == 5 and wt == 2
+             for n2, wt2, v2 in _fields(v) if n2 == 8 and wt2 == 2}
+    out: dict[str, int] = {}
+    for n, wt, vi in _fields(graph):
+        if n != 11 or wt != 2:
+            continue
+        name, rank = "", 0
+        for n2, wt2, v2 in _fields(vi):
+            if n2 == 1:
+                name = bytes(v2).decode()
+            elif n2 == 2:
+                for n3, _, tt in _fields(v2):
+                    if n3 == 1:
+                        for n4, _, shape in _fields(tt):
+                            if n4 == 2:
+                                rank = sum(1 for n5, _, _ in _fields(shape) if n5 == 1)
+        if name not in inits:
+            out[name] = rank
     return out
 
 

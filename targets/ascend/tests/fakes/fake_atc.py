@@ -45,8 +45,6 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 
 def check(opts: dict[str, str]) -> dict:
-    import onnx
-
     for req in ("framework", "model", "output", "soc_version"):
         if req not in opts:
             raise fail("E10004", f"parameter [--{req}] is required.")
@@ -55,8 +53,10 @@ def check(opts: dict[str, str]) -> dict:
     model_path = Path(opts["model"])
     if not model_path.is_file():
         raise fail("E10001", f"Value [{opts['model']}] for parameter [--model] is invalid: file not found.")
-    model = onnx.load(str(model_path))
-    inputs = {i.name: len(i.type.tensor_type.shape.dim) for i in model.graph.input}
+    try:
+        inputs = fom.onnx_inputs(model_path.read_bytes())
+    except (StopIteration, ValueError, IndexError, UnicodeDecodeError):
+        raise fail("E10001", f"[--model] {model_path} is not an ONNX model.") from None
     if not SOC.match(opts["soc_version"]):
         raise fail("E10001", f"Value [{opts['soc_version']}] for parameter [--soc_version] is invalid.")
     if opts.get("precision_mode", "force_fp16") not in PRECISION:
@@ -81,8 +81,7 @@ def check(opts: dict[str, str]) -> dict:
         raise fail("E10001", f"Value [{opts['input_shape']}] for parameter [--input_shape] is invalid.")
     header: dict = {"input_shape": opts["input_shape"], "soc": opts["soc_version"],
                     "precision_mode": opts.get("precision_mode", "force_fp16"), "input_format": fmt,
-                    "dynamic_batch_size": None, "dynamic_dims": None, "aipp": None,
-                    "outputs": [o.name for o in model.graph.output]}
+                    "dynamic_batch_size": None, "dynamic_dims": None, "aipp": None}
     if "dynamic_batch_size" in opts:
         values = [int(v) for v in opts["dynamic_batch_size"].split(",")]
         if unknown != [0]:

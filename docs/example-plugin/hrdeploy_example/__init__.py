@@ -1,0 +1,1 @@
+"""Example hrdeploy plugin: see docs/writing-plugins.md."""
