@@ -16,28 +16,8 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-class CliResult:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def __repr__(self) -> str:
-        return f"CliResult(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
-
 
 @pytest.fixture
-def run_cli(capsys):
-    """Run ``hrdeploy ARGS...`` in-process through the real entry point (error handling and
-    exit codes included); returns a CliResult with code, out and err."""
-    from hrdeploy.cli import main
-
-    def run(*args: object) -> CliResult:
-        capsys.readouterr()
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            code = int(e.code or 0)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run
+def run_cli(hrdeploy_cli):
+    """The CLI runner of hrdeploy's own pytest plugin (hrdeploy.testing.pytest_plugin)."""
+    return hrdeploy_cli

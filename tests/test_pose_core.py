@@ -92,6 +92,16 @@ def test_affine_matches_the_official_transform_batched_and_single() -> None:
                     np.testing.assert_array_equal(single, batch[i])
 
 
+def test_affine_keeps_float64_inputs_as_dekr_passes_them() -> None:
+    center = np.array([320, 214])                          # DEKR: integer centre, float64 scale
+    scale = np.array([640 / 200 * 1.0000001, 427 / 200])
+    for inv in (False, True):
+        want = official_get_affine_transform(center, scale, 0, [768, 512], inv=int(inv))
+        # same float32 points; the 6x6 solve (LU in OpenCV) may differ in the last bits
+        np.testing.assert_allclose(get_affine_transform(center, scale, 0, (768, 512), inv=inv), want,
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_center_maps_to_the_middle_and_only_scale0_counts() -> None:
     t = get_affine_transform([100.0, 50.0], [1.0, 7.0], 0, (192, 256))
     np.testing.assert_allclose(affine_transform(np.array([100.0, 50.0]), t), [96, 128], atol=1e-9)

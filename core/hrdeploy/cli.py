@@ -448,6 +448,37 @@ def preprocess(model_file: Path = typer.Argument(..., help="Exported .onnx or ar
               f"(float32 CHW; preprocessing: {json.dumps(pipeline.params)})", highlight=False)
 
 
+@app.command()
+def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or exported .onnx) carrying reference outputs."),
+           device: Optional[str] = typer.Option(None, "--device", help="Device id (or onnxruntime provider)."),
+           threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+    """Check an artifact on this machine against the reference outputs stored at conversion.
+    Exit 0: within tolerance; 1: breach (names the output); 2: cannot run here."""
+    from .verify import verify as do_verify
+
+    report, doc, path = do_verify(_registry(), model_file, device=device,
+                                  target_options=_target_options(sets, threads=threads))
+    out.print(_parity_table(f"{doc['target']} {doc['precision']} on {doc['runner']} vs stored onnxruntime fp32 "
+                            f"({report.inputs} inputs)", report))
+    out.print(f"wrote {path}")
+    if not report.passed:
+        err.print("error: verify found a breach: " + "; ".join(report.failures()), markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print("[green]verify passed[/green]")
+
+
+@app.command()
+def samples(output: Path = typer.Argument(..., help="Folder to write the images into."),
+            count: int = typer.Option(8, "--count", help="How many images."),
+            seed: int = typer.Option(0, "--seed", help="Seed (the same seed gives the same images).")) -> None:
+    """Write synthetic photograph-like JPEGs: for trying the tools without a dataset."""
+    from .samples import write_images
+
+    paths = write_images(output, count, seed=seed)
+    out.print(f"wrote {len(paths)} synthetic images to {output}")
+
+
 # -- toolchains -----------------------------------------------------------------------------------
 
 @toolchain_app.command("install")

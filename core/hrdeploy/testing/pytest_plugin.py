@@ -1,24 +1,37 @@
 """pytest plugin shipped with hrdeploy (entry point ``pytest11``): fixtures for plugin authors."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
 
 
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
+
+
 @pytest.fixture
-def hrdeploy_cli() -> Callable[..., Any]:
-    """Run the hrdeploy CLI in-process: ``result = hrdeploy_cli("list", "--json")``;
-    ``result.exit_code``, ``result.output`` (stdout + stderr)."""
-    from typer.testing import CliRunner
+def hrdeploy_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``hrdeploy ARGS...`` in-process through the real entry point (one-line errors and
+    exit codes included): ``res = hrdeploy_cli("list", "--json")``; ``res.code``, ``res.out``,
+    ``res.err``."""
+    from hrdeploy.cli import main
 
-    from hrdeploy.cli import app
-    from hrdeploy.plugins import reset_registry
+    def run(*args: Any) -> CliResult:
+        capsys.readouterr()
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as e:
+            code = int(e.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
 
-    runner = CliRunner()
-
-    def invoke(*args: str, **kwargs: Any) -> Any:
-        reset_registry()
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
-
-    return invoke
+    return run

@@ -86,6 +86,7 @@ def exported_w32(w32_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # the TorchScript exporter is what we want here
 def test_onnx_export_reproduces_the_reference_with_a_dynamic_batch(exported_w32: Path, fixtures_dir: Path) -> None:
     import onnx
     import onnxruntime as ort

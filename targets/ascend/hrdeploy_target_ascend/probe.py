@@ -143,9 +143,8 @@ def resolve_soc(soc: str | None, device: int | None = None) -> tuple[str, str]:
     return chip.soc or "", f"npu-smi info: device {chip.device} is {chip.name}"
 
 
-def default_device() -> int:
-    """The first healthy chip's logical id, else 0."""
-    info = query_chips()
+def default_device(info: NpuSmiInfo | None) -> int:
+    """The first healthy chip's logical id (of ``npu-smi info``), else 0."""
     if info:
         healthy = [c for c in info.chips if c.health.upper() == "OK" and c.device is not None]
         pick = healthy or [c for c in info.chips if c.device is not None]

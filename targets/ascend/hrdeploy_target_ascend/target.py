@@ -35,7 +35,7 @@ from .commands import (ATC, LOG_LEVELS, SET_ENV, AtcJob, AtcPlan, ais_bench_argv
                        plan_atc)
 from .parsers import AisBenchReport, bench_row, load_ais_summary_json, parse_ais_bench_output, parse_atc_output
 from .preprocess import Normalisation
-from .runner import RUNTIME_HINT, AscendRunner
+from .runner import RUNTIME_HINT, AscendRunner, import_infer_session
 
 PLAN_FILE = "plan.json"
 PLAN_SCRIPT = "plan.sh"
@@ -321,7 +321,13 @@ class AscendTarget(Target):
         om = self._om_files(artifact, conv)
         opts = self._options(options or {})
         dev = _device(device if device is not None else opts.get("device"))
-        device_id = dev if dev is not None else probe_mod.default_device()
+        factory = import_infer_session()
+        chips = probe_mod.query_chips()
+        if chips is None and not probe_mod.davinci_nodes():
+            # ToolchainMissing: the core records the parity check as "not run" on a build box
+            raise ToolchainMissing("no Ascend device on this machine (no /dev/davinci*, npu-smi lists no chip)",
+                                   "run 'hrdeploy verify' on the machine that has the NPU")
+        device_id = dev if dev is not None else probe_mod.default_device(chips)
         norm = None
         if conv.get("aipp"):
             nd = conv.get("aipp_normalisation")
@@ -330,7 +336,8 @@ class AscendTarget(Target):
         sizes = artifact.sizes
         return AscendRunner(om, device_id, dynamic=conv.get("dynamic"), input_name=artifact.input.name,
                             output_names=list(artifact.manifest.get("outputs") or []),
-                            batch_sizes=artifact.batch_sizes, sizes=sizes, aipp=norm, soc=conv.get("soc") or "")
+                            batch_sizes=artifact.batch_sizes, sizes=sizes, aipp=norm, soc=conv.get("soc") or "",
+                            session_factory=factory)
 
     # -- bench -------------------------------------------------------------------------------------
     def bench_native(self, artifact: Artifact, batch_sizes: Sequence[int], seconds: float,
@@ -341,7 +348,7 @@ class AscendTarget(Target):
         om = self._om_files(artifact, conv)
         python = self._ais_python()
         dev = _device(device)
-        device_id = dev if dev is not None else probe_mod.default_device()
+        device_id = dev if dev is not None else probe_mod.default_device(probe_mod.query_chips())
         compiled = sorted(artifact.batch_sizes or [])
         spec = artifact.input
         rows: list[dict[str, Any]] = []

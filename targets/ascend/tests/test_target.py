@@ -224,6 +224,16 @@ def test_open_reports_a_bad_device_and_a_missing_runtime(ascend_env, tiny_onnx: 
         AscendTarget().open(art, device="0")
 
 
+def test_open_without_a_device_is_a_missing_toolchain(ascend_env, tiny_onnx: Path, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    # a build box with the toolkit and ais_bench but no NPU: the core records parity as "not run"
+    req = request(tiny_onnx, tmp_path / "a", soc="310P3")
+    art = artifact_from(req, AscendTarget().convert(req))
+    monkeypatch.delenv("FAKE_NPU_SMI")
+    with pytest.raises(ToolchainMissing, match="no Ascend device on this machine"):
+        AscendTarget().open(art)
+
+
 def test_close_finalizes_acl_once_after_the_last_runner(ascend_env, tiny_onnx: Path, tmp_path: Path) -> None:
     from ais_bench.infer import interface  # the stand-in
 

@@ -35,7 +35,7 @@ from .configs import (GENERATIONS, QUANT_MODES, SETUP_HINT, VAMC, VAMP, CalibSet
                       vamc_argv, vamc_build_config, vamc_compile_config, vamp_argv, vdsp_params, vdsp_params_sdk1)
 from .parsers import parse_vamp_output, vamp_row
 from .preprocess import Preprocess
-from .runner import GearRunner, VastaiRunner
+from .runner import GearRunner, VastaiRunner, import_vsx
 from .yamlemit import dump
 
 PLAN_FILE = "plan.json"
@@ -329,6 +329,11 @@ class VastaiTarget(Target):
         conv, builds = self._builds(artifact)
         opts = self._options(options)
         dev = _device(device if device is not None else opts.get("device"))
+        import_vsx()
+        if not probe_mod.device_nodes():
+            # ToolchainMissing: the core records the parity check as "not run" on a build box
+            raise ToolchainMissing("no VastAI device on this machine (no /dev/vastai*)",
+                                   "run 'hrdeploy verify' on the machine that has the card")
         mode = str(opts["input_mode"])
         batch = _int_option(opts["batch"], "batch", 1)
         spec = artifact.input

@@ -189,6 +189,9 @@ def test_open_errors(vastai_env, tiny_onnx: Path, tmp_path: Path, monkeypatch) -
     art = artifact_from(req, VastaiTarget().convert(req))
     with pytest.raises(UserError, match="could not open device 3"):
         VastaiTarget().open(art, device="3")
+    monkeypatch.setattr("hrdeploy_target_vastai.probe.device_nodes", lambda: [])
+    with pytest.raises(ToolchainMissing, match="no VastAI device on this machine"):
+        VastaiTarget().open(art)
     monkeypatch.setitem(sys.modules, "vaststreamx", None)
     with pytest.raises(ToolchainMissing, match="vaststreamx is not importable"):
         VastaiTarget().open(art)

@@ -8,7 +8,8 @@ read: the output aspect ratio decides the height. There are no half-pixel terms 
 
 All functions accept one window (``center`` of shape (2,)) or a batch (shape (N, 2)); the
 three point pairs are formed in float32 as the official code does, and the 2x3 matrix is
-solved in float64 like ``cv2.getAffineTransform``.
+solved in float64 like ``cv2.getAffineTransform``. Inputs keep their float dtype (float32
+in top-down, float64 scales in DEKR) because the official arithmetic does.
 """
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from typing import Sequence
 import numpy as np
 
 PIXEL_STD = 200.0
+
+
+def _as_float(a: Sequence[float] | np.ndarray) -> np.ndarray:
+    arr = np.asarray(a)
+    return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
 
 
 def _rotate(points: np.ndarray, rot_rad: np.ndarray) -> np.ndarray:
@@ -45,18 +51,20 @@ def get_affine_transform(center: Sequence[float] | np.ndarray, scale: Sequence[f
                          shift: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
     """The 2x3 matrix mapping image pixels into an ``out_size`` = (w, h) window (or back with
     ``inv``). ``center``/``scale`` of shape (2,) give (2, 3); of shape (N, 2) give (N, 2, 3)."""
-    center = np.asarray(center, dtype=np.float32)
+    # keep the callers' dtypes: top-down passes float32 (center, scale), DEKR integer centers
+    # and float64 scales, and the official arithmetic rounds differently for each
+    center = _as_float(center)
     single = center.ndim == 1
     center = center.reshape(-1, 2)
-    scale = np.asarray(scale, dtype=np.float32)
+    scale = _as_float(scale)
     if scale.ndim == 0:  # the official code accepts a scalar scale
-        scale = np.array([scale, scale], np.float32)
+        scale = np.array([scale, scale], scale.dtype)
     scale = np.broadcast_to(scale.reshape(-1, 2), center.shape)
     n = center.shape[0]
     rot_rad = np.broadcast_to(np.pi * np.asarray(rot, np.float64) / 180.0, (n,))
     shift = np.asarray(shift, np.float32)
 
-    scale_tmp = scale * np.float32(PIXEL_STD)
+    scale_tmp = scale * PIXEL_STD
     src_w = scale_tmp[:, 0]
     dst_w, dst_h = float(out_size[0]), float(out_size[1])
     src_dir = _rotate(np.stack([np.zeros(n), src_w * -0.5], axis=-1), rot_rad)

@@ -1,0 +1,62 @@
+"""``hrdeploy verify``: run an artifact's reference inputs on this machine's runtime and compare
+with the ONNX Runtime fp32 outputs stored when it was exported/converted (Polygraphy-style
+save-here, compare-there), per output and at task level."""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .artifact import Artifact
+from .engine import run_arrays
+from .errors import UserError
+from .export import load_reference
+from .io import atomic_write_json
+from .parity import ParityReport, compare
+from .plugins import Registry
+from .session import open_session
+
+
+def report_path(artifact: Artifact) -> Path:
+    if artifact.is_folder:
+        return artifact.path / "verify.json"
+    return artifact.path.with_suffix(".verify.json")
+
+
+def verify(registry: Registry, model_file: Path, device: str | None = None,
+           target_options: dict[str, Any] | None = None) -> tuple[ParityReport, dict[str, Any], Path]:
+    artifact = Artifact.load(model_file)
+    ref_file = artifact.file("reference", required=False)
+    if ref_file is None or not ref_file.is_file():
+        raise UserError(f"{model_file} carries no reference outputs",
+                        "re-run 'hrdeploy export' / 'hrdeploy convert' with this version to store them")
+    x, stored = load_reference(ref_file)
+    session = open_session(registry, model_file, device=device, target_options=target_options)
+    with session.runner:
+        names = session.runner.output_names
+        got = run_arrays(session.runner, x)
+        label, simulated = session.runner.label, session.runner.simulated
+    by_name = dict(zip(names, got))
+    outputs = list(session.variant.outputs)
+    missing = [n for n in outputs if n not in stored or n not in by_name]
+    if missing:
+        # some toolchains rename outputs; fall back to position when the counts agree
+        if len(got) == len(outputs) and all(n in stored for n in outputs):
+            by_name = dict(zip(outputs, got))
+        else:
+            raise UserError(f"outputs {missing} missing from the run or the reference of {model_file}")
+    ref = [stored[n] for n in outputs]
+    test = [np.asarray(by_name[n]) for n in outputs]
+    report = compare(session.spec, session.variant, ref, test, artifact.precision,
+                     "onnxruntime fp32 (stored)", f"{artifact.target} {artifact.precision} on {label}")
+    doc = {"artifact": str(artifact.path), "model": artifact.model, "variant": artifact.variant,
+           "target": artifact.target, "precision": artifact.precision, "runner": label, "simulated": simulated,
+           "device": device, "verdict": "pass" if report.passed else "breach", **report.to_dict(),
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "hrdeploy_version": __version__}
+    path = report_path(artifact)
+    atomic_write_json(path, doc)
+    return report, doc, path

@@ -1,0 +1,190 @@
+"""The TPU-MLIR command lines of one conversion, built as data (no side effects).
+
+A conversion compiles one bmodel per static input shape (batch x height x width), all under
+the same net name, and combines them with ``model_tool --combine`` into one multi-stage
+bmodel. Paths are relative to the artifact folder (the tools run in ``work/<stage>/``), so a
+plan written by ``convert --dry-run`` can be carried to another machine and replayed.
+
+Layout of an artifact folder::
+
+    model.bmodel              the deployable file (stages largest first)
+    calibration_table.txt     INT8 only
+    inputs/test_<stage>.npz   the reference inputs the tools compare on (ONNX input name)
+    inputs/calib/NNNN.npz     INT8 calibration tensors, preprocessed by the model plugin
+    logs/NN_<tool>_<stage>.log
+    work/<stage>/             TPU-MLIR's intermediate files (removed after a successful run)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hrdeploy.errors import UserError
+
+CHIPS = ("bm1684", "bm1684x")
+QUANTIZE = {"fp32": "F32", "fp16": "F16", "int8": "INT8"}
+CALIB_METHODS = ("kl", "mse", "max", "percentile9999")
+BMODEL = "model.bmodel"
+CALIB_TABLE = "calibration_table.txt"
+QTABLE = "inputs/quantize_table.txt"
+
+
+def check_chip(chip: str | None) -> str:
+    c = (chip or "").strip().lower()
+    if c not in CHIPS:
+        raise UserError(f"unknown Sophon chip {chip!r}", "choose --chip bm1684 or --chip bm1684x")
+    return c
+
+
+def check_precision(chip: str, precision: str) -> str:
+    """The model_deploy --quantize value; BM1684 has no float16 units."""
+    if precision not in QUANTIZE:
+        raise UserError(f"the sophon target does not build {precision!r}", "choose fp32, fp16 or int8")
+    if chip == "bm1684" and precision == "fp16":
+        raise UserError("BM1684 cannot run fp16 (it computes in F32 and INT8 only)",
+                        "use --precision fp32 or int8 on bm1684, or --chip bm1684x for fp16")
+    return QUANTIZE[precision]
+
+
+def net_name(model: str, variant: str) -> str:
+    """TPU-MLIR's --model_name: the net name inside the bmodel and every file prefix."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{model}_{variant}").strip("_")
+    return name or "net"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One static input shape to compile."""
+
+    batch: int
+    height: int
+    width: int
+    channels: int = 3
+
+    @property
+    def key(self) -> str:
+        return f"b{self.batch}_{self.height}x{self.width}"
+
+    @property
+    def shape(self) -> list[int]:
+        return [self.batch, self.channels, self.height, self.width]
+
+    @property
+    def workdir(self) -> str:
+        return f"work/{self.key}"
+
+    @property
+    def test_input(self) -> str:
+        return f"inputs/test_{self.key}.npz"
+
+
+def plan_stages(batch_sizes: list[int], sizes: tuple[tuple[int, int], ...] | list[tuple[int, int]],
+                channels: int = 3) -> list[Stage]:
+    """Every (batch, size) to compile, largest first: TPU-MLIR's cmodel runtime sizes its
+    input buffers from stage 0 of a combined bmodel and returned zeros for a larger stage
+    placed after a smaller one (tpu_mlir 1.30.2, measured), so the combine order is fixed."""
+    if not sizes:
+        raise UserError("this model has neither a fixed input size nor size gears; Sophon bmodels are static",
+                        "export a variant with a fixed input size or with gears")
+    if not batch_sizes:
+        raise UserError("no batch size given")
+    stages = {Stage(int(b), int(h), int(w), channels) for b in batch_sizes for h, w in sizes}
+    return sorted(stages, key=lambda s: (-(s.batch * s.height * s.width), -s.batch, s.height, s.width))
+
+
+@dataclass
+class Step:
+    """One command: argv, where it runs and where its output goes (relative paths)."""
+
+    tool: str
+    argv: list[str]
+    cwd: str
+    log: str
+    stage: Stage | None = None
+    note: str = ""
+    parses_compare: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _up(workdir: str) -> str:
+    """From a stage's work dir back to the artifact folder."""
+    return "/".join([".."] * len(workdir.split("/")))
+
+
+def transform_step(name: str, onnx: str, stage: Stage, index: int) -> Step:
+    up = _up(stage.workdir)
+    zeros = ",".join(["0.0"] * stage.channels)
+    ones = ",".join(["1.0"] * stage.channels)
+    argv = ["model_transform", "--model_name", name, "--model_def", onnx,
+            "--input_shapes", "[[" + ",".join(str(v) for v in stage.shape) + "]]",
+            # the host pipeline already normalised the tensor: the bmodel takes what ONNX takes
+            "--mean", zeros, "--scale", ones,
+            "--test_input", f"{up}/{stage.test_input}", "--test_result", f"{name}_top_outputs.npz",
+            "--mlir", f"{name}.mlir"]
+    return Step("model_transform", argv, stage.workdir, f"logs/{index:02d}_model_transform_{stage.key}.log",
+                stage, note="ONNX -> top MLIR, checked against onnxruntime on the test input", parses_compare=True)
+
+
+def calibration_step(name: str, stage: Stage, chip: str, count: int, method: str, index: int) -> Step:
+    if method not in CALIB_METHODS:
+        raise UserError(f"unknown calibration method {method!r}", "choose " + ", ".join(CALIB_METHODS))
+    up = _up(stage.workdir)
+    argv = ["run_calibration", f"{name}.mlir", "--dataset", f"{up}/inputs/calib", "--input_num", str(count),
+            "--cali_method", method, "--chip", chip, "-o", f"{up}/{CALIB_TABLE}"]
+    return Step("run_calibration", argv, stage.workdir, f"logs/{index:02d}_run_calibration_{stage.key}.log", stage,
+                note=f"INT8 thresholds from {count} preprocessed calibration tensors ({method})")
+
+
+def deploy_step(name: str, stage: Stage, chip: str, quantize: str, index: int, out: str,
+                calibrated: bool = False, qtable: bool = False, tolerance: str | None = None) -> Step:
+    up = _up(stage.workdir)
+    argv = ["model_deploy", "--mlir", f"{name}.mlir", "--quantize", quantize, "--chip", chip]
+    if calibrated:
+        argv += ["--calibration_table", f"{up}/{CALIB_TABLE}"]
+    if qtable:
+        argv += ["--quantize_table", f"{up}/{QTABLE}"]
+    argv += ["--test_input", f"{name}_in_f32.npz", "--test_reference", f"{name}_top_outputs.npz"]
+    if tolerance:
+        argv += ["--tolerance", tolerance]
+    argv += ["--model", out]
+    return Step("model_deploy", argv, stage.workdir, f"logs/{index:02d}_model_deploy_{stage.key}.log", stage,
+                note=f"{quantize} bmodel for {chip}, validated on the cmodel against the MLIR", parses_compare=True)
+
+
+def combine_step(parts: list[str], index: int) -> Step:
+    return Step("model_tool", ["model_tool", "--combine", *parts, "-o", BMODEL], ".",
+                f"logs/{index:02d}_model_tool_combine.log",
+                note="one multi-stage bmodel; the runtime picks the stage from the input shape")
+
+
+def build_plan(*, name: str, onnx: str, stages: list[Stage], chip: str, precision: str,
+               calib_count: int = 0, calib_method: str = "kl", qtable: bool = False,
+               tolerance: str | None = None) -> list[Step]:
+    """All commands of a conversion in order: model_transform per stage, run_calibration once
+    (INT8, on the smallest stage of the first size: the table holds per-op thresholds that do
+    not depend on the shape), model_deploy per stage, then model_tool --combine when there is
+    more than one stage."""
+    quantize = check_precision(chip, precision)
+    steps: list[Step] = []
+    for st in stages:
+        steps.append(transform_step(name, onnx, st, len(steps) + 1))
+    if quantize == "INT8":
+        if calib_count < 1:
+            raise UserError("int8 needs calibration images", "pass --calib DIR (images the model's own preprocessing turns into tensors)")
+        steps.append(calibration_step(name, calibration_stage(stages), chip, calib_count, calib_method, len(steps) + 1))
+    single = len(stages) == 1
+    parts = []
+    for st in stages:
+        out = f"{_up(st.workdir)}/{BMODEL}" if single else f"{name}_{st.key}.bmodel"
+        steps.append(deploy_step(name, st, chip, quantize, len(steps) + 1, out, calibrated=quantize == "INT8",
+                                 qtable=qtable, tolerance=tolerance))
+        parts.append(f"{st.workdir}/{out}")
+    if not single:
+        steps.append(combine_step(parts, len(steps) + 1))
+    return steps
+
+
+def calibration_stage(stages: list[Stage]) -> Stage:
+    """The stage whose MLIR calibrates: the first input size, smallest batch."""
+    first = (stages[0].height, stages[0].width)
+    return min((s for s in stages if (s.height, s.width) == first), key=lambda s: s.batch)
