@@ -200,9 +200,11 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
 
 
 @app.command()
-def convert(onnx_file: Path = typer.Argument(..., help="An .onnx file written by 'hrdeploy export'."),
+def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file written by 'hrdeploy export'."),
             target: str = typer.Option("onnxruntime", "--target", "-t", help="Target name (see 'hrdeploy list')."),
-            output: Path = typer.Option(..., "-o", "--output", help="Artifact folder to write."),
+            output: Optional[Path] = typer.Option(None, "-o", "--output", help="Artifact folder to write."),
+            from_plan: Optional[Path] = typer.Option(None, "--from-plan", help="Compile a folder written by --dry-run (on the machine with the toolchain)."),
+            device: Optional[str] = typer.Option(None, "--device", help="Device for the parity run after --from-plan."),
             batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes to compile, e.g. 1,4,8."),
             precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
             calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (int8)."),
@@ -216,9 +218,17 @@ def convert(onnx_file: Path = typer.Argument(..., help="An .onnx file written by
             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE (repeatable)."),
             opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE for calibration preprocessing.")) -> None:
     """Convert an exported ONNX model for a target; the artifact's manifest records every command and the parity."""
-    from .convert import convert as do_convert
+    from .convert import convert as do_convert, convert_from_plan
 
     reg = _registry()
+    if from_plan is not None:
+        if onnx_file is not None or output is not None:
+            raise UserError("--from-plan takes the plan folder only (no ONNX file, no -o)")
+        art = convert_from_plan(reg, from_plan, device=device, log=_log)
+        _print_convert(art, dry_run=False, target=art.target, output=from_plan, strict=strict)
+        return
+    if onnx_file is None or output is None:
+        raise UserError("convert needs an ONNX file and -o ARTIFACT_DIR (or --from-plan PLAN_DIR)")
     tgt = reg.target(target)
     named = {"chip": chip, "soc": soc, "threads": threads}
     for k, v in named.items():
@@ -228,6 +238,10 @@ def convert(onnx_file: Path = typer.Argument(..., help="An .onnx file written by
     art = do_convert(reg, onnx_file, target, output, precision=precision.lower(), batch=batch, calib_dir=calib,
                      calib_count=calib_count, dry_run=dry_run, force=force,
                      target_options=_target_options(sets, **named), model_options=_model_options(opts), log=_log)
+    _print_convert(art, dry_run, target, output, strict)
+
+
+def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: bool) -> None:
     m = art.manifest
     for c in m["commands"]:
         out.print(("[dim]would run:[/dim] " if dry_run else "[dim]ran:[/dim] ") + c["cmd"], highlight=False)
@@ -240,8 +254,6 @@ def convert(onnx_file: Path = typer.Argument(..., help="An .onnx file written by
     if parity.get("status") == "not run":
         out.print(f"[yellow]parity not run here: {parity['reason']}[/yellow]")
     elif parity:
-        from .parity import OutputDiff
-
         t = Table(title=f"{target} {m['precision']} vs onnxruntime fp32 ({parity['inputs']} inputs: "
                         f"{m['reference']['source']})", title_justify="left")
         for c in ("output", "max abs", "max rel", "min cosine", "verdict"):
@@ -253,8 +265,7 @@ def convert(onnx_file: Path = typer.Argument(..., help="An .onnx file written by
             tk = parity["task"]
             t.add_row(tk["name"], "", "", "", ("ok: " if tk["passed"] else "BREACH: ") + tk["text"])
         out.print(t)
-        del OutputDiff
-    reg.call("hrdeploy_after_convert", artifact=art)
+    _registry().call("hrdeploy_after_convert", artifact=art)
     out.print(f"wrote {output} ({m['model']}/{m['variant']} -> {target} {m['precision']})")
     if parity.get("status") == "failed" and strict:
         err.print("error: the converted model breaches its tolerance (artifact kept; see manifest.json 'parity')")

@@ -162,3 +162,41 @@ def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Ar
                      f"{target.name} {precision}")
     return {"status": "passed" if report.passed else "failed", "runner": label, "simulated": simulated,
             **report.to_dict()}
+
+
+def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = None,
+                      log: Callable[[str], None] = print) -> Artifact:
+    """Compile a plan written by ``convert --dry-run`` (possibly on another machine): the target
+    runs the recorded commands with the recorded configs, then the parity check runs here."""
+    art = Artifact.load(folder)
+    if not art.is_folder or not art.manifest.get("dry_run"):
+        raise UserError(f"{folder} is not a dry-run plan", "--from-plan takes a folder written by 'convert --dry-run'")
+    target: Target = registry.target(art.target)
+    run_plan = getattr(target, "run_plan", None)
+    if run_plan is None:
+        raise UserError(f"target {target.name!r} cannot compile a plan", "run 'hrdeploy convert' on this machine instead")
+    spec: ModelSpec = registry.model(art.model)
+    variant = spec.variant(art.variant)
+    result = run_plan(art.path, log=log)
+    m = art.manifest
+    m["files"] = {**m.get("files", {}), **result.files}
+    m["toolchain"] = result.toolchain or m.get("toolchain", {})
+    m["checks"] = result.checks
+    m["plan_commands"] = m.get("commands", [])
+    m["commands"] = result.extra.get("commands", m.get("commands", []))
+    if result.batch_sizes is not None:
+        m["batch_sizes"] = result.batch_sizes
+    if result.sizes:
+        m["sizes"] = [list(s) for s in result.sizes]
+    extra = {k: v for k, v in result.extra.items() if k != "commands"}
+    if extra:
+        m["conversion"] = extra
+    m["dry_run"] = False
+    m["compiled_from_plan"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(art.path / MANIFEST, m)
+    ref_x, stored = load_reference(art.file("reference"))
+    ref_y = [stored[n] for n in variant.outputs]
+    m["parity"] = check_parity(spec, variant, target, Artifact(art.path, m), ref_x, ref_y, art.precision,
+                               m.get("target_options", {}), device=device)
+    atomic_write_json(art.path / MANIFEST, m)
+    return Artifact(art.path, m)

@@ -114,7 +114,7 @@ class TargetContract:
 
     def test_dry_run_plans_without_running(self, target: Target, tmp_path: Path,
                                            target_options: dict[str, Any]) -> None:
-        req = tiny_request(tmp_path, dry_run=True, options=target_options)
+        req = tiny_request(tmp_path, precision=target.precisions[0], dry_run=True, options=target_options)
         result = target.convert(req)
         assert result.files, "the plan names the files the conversion will produce"
         assert req.commands, "every step of the conversion is recorded"
@@ -126,7 +126,7 @@ class TargetContract:
         probe = target.probe()
         if not probe.available:
             pytest.skip(f"{target.name} toolchain not here: {probe.detail}")
-        req = tiny_request(tmp_path, options=target_options)
+        req = tiny_request(tmp_path, precision=target.precisions[0], options=target_options)
         result = target.convert(req)
         for rel in result.files.values():
             assert (req.out_dir / rel).exists(), f"convert reported {rel} but did not write it"

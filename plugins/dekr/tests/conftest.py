@@ -67,6 +67,7 @@ class W32Export:
     torch_out: list[np.ndarray]        # on the fixture input (512 x 768)
     ort_out: list[np.ndarray]
     export_seconds: float
+    session: Any                       # the onnxruntime session (2 threads)
 
 
 @pytest.fixture(scope="session")
@@ -99,4 +100,4 @@ def w32_export(spec: DEKRSpec, w32_state: Any, ref_model: dict[str, Any],
     so.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     ort_out = sess.run(None, {"image": ref_model["input"]})
-    return W32Export(module, path, torch_out, ort_out, seconds)
+    return W32Export(module, path, torch_out, ort_out, seconds, sess)

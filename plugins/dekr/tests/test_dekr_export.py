@@ -48,12 +48,10 @@ def test_graph_is_standard_onnx_with_dynamic_size(w32_export) -> None:
 
 def test_other_gear_runs_from_the_same_file(w32_export, ref_model) -> None:
     """The 512 x 512 gear (and any multiple of 32) runs from the 512 x 768 export."""
-    import onnxruntime as ort
     import torch
 
     x = np.ascontiguousarray(ref_model["input"][:, :, :, 128:640])
-    sess = ort.InferenceSession(str(w32_export.onnx_path), providers=["CPUExecutionProvider"])
-    hm, off = sess.run(None, {"image": x})
+    hm, off = w32_export.session.run(None, {"image": x})
     with torch.inference_mode():
         want_hm, want_off = (t.numpy() for t in w32_export.module(torch.from_numpy(x)))
     assert hm.shape == (1, 18, 128, 128) and off.shape == (1, 34, 128, 128)

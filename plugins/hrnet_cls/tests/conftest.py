@@ -31,6 +31,21 @@ def spec() -> HRNetClsSpec:
 
 
 @pytest.fixture(scope="session")
+def meta_model(spec):
+    """``meta_model(variant)``: the network on the meta device (shapes, no weights), built
+    once per variant for the whole session."""
+    cache: dict[str, torch.nn.Module] = {}
+
+    def get(variant: str) -> torch.nn.Module:
+        if variant not in cache:
+            with torch.device("meta"):
+                cache[variant] = spec.build(spec.variant(variant))
+        return cache[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def w18_ref(fixtures_dir: Path) -> dict[str, np.ndarray]:
     with np.load(fixtures_dir / "ref" / "hrnet_cls_w18.npz") as z:
         return {k: z[k] for k in z.files}

@@ -54,3 +54,4 @@ def official_to_mmpretrain(sd: "OrderedDict[str, torch.Tensor]") -> "OrderedDict
 
 def max_rel(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(a - ref).max() / np.abs(ref).max())
+

@@ -99,8 +99,8 @@ def test_mmpretrain_checkpoint_gives_the_same_logits(spec, w18_weights, w18_logi
 
 
 @pytest.mark.parametrize("variant", HRNET_CLS_VARIANTS)
-def test_every_variant_accepts_all_three_layouts(spec, variant, fixtures_dir):
-    expected = _expected(spec, variant)
+def test_every_variant_accepts_all_three_layouts(meta_model, variant, fixtures_dir):
+    expected = meta_model(variant).state_dict()
     official = shaped_checkpoint(manifest(fixtures_dir, f"hrnet_cls/{variant}.official.json")["keys"])
     got, notes = convert_checkpoint(official, expected, variant)
     assert list(got) == list(expected) and notes == ["official/timm layout"]
@@ -117,42 +117,29 @@ def test_every_variant_accepts_all_three_layouts(spec, variant, fixtures_dir):
 
 # -- checkpoints that do not fit ----------------------------------------------------------------
 
-_EXPECTED: dict[str, dict[str, torch.Tensor]] = {}
-
-
-def _expected(spec, variant: str) -> dict[str, torch.Tensor]:
-    """The model's state_dict on the meta device (built once per variant)."""
-    if variant not in _EXPECTED:
-        with torch.device("meta"):
-            _EXPECTED[variant] = spec.build(spec.variant(variant)).state_dict()
-    return _EXPECTED[variant]
-
-
 def _shaped(fixtures_dir, name: str, wrap=None, prefix: str = ""):
     sd = shaped_checkpoint(manifest(fixtures_dir, name)["keys"])
     sd = OrderedDict((prefix + k, v) for k, v in sd.items())
     return wrap(sd) if wrap else sd
 
 
-def _recognise(spec, variant, obj):
+def _recognise(meta_model, variant, obj):
     """What load_weights does after reading the file (the file round trip is tested once
     per kind below: pickling thousands of tensors is the slow part)."""
     sd, _ = unwrap_state_dict(obj)
-    return convert_checkpoint(sd, _expected(spec, variant), variant)
+    return convert_checkpoint(sd, meta_model(variant).state_dict(), variant)
 
 
-def _load(spec, variant, path):
-    v = spec.variant(variant)
-    with torch.device("meta"):
-        model = spec.build(v)
-    return spec.load_weights(model, path, v)
+def _load(spec, meta_model, variant, path):
+    # a meta module: copying weights into it is a no-op, so the shared one stays clean
+    return spec.load_weights(meta_model(variant), path, spec.variant(variant))
 
 
-def test_wrong_width_file(spec, tmp_path, fixtures_dir):
+def test_wrong_width_file(spec, meta_model, tmp_path, fixtures_dir):
     path = tmp_path / "hrnet_w18_small_model_v1.pth"
     torch.save(_shaped(fixtures_dir, "hrnet_cls/w18_small_v1.official.json", prefix="module."), path)
     with pytest.raises(WeightsError) as exc:
-        _load(spec, "w18_small_v2", path)
+        _load(spec, meta_model, "w18_small_v2", path)
     assert _errmsg(exc) == "this is a w18_small_v1 checkpoint (expected w18_small_v2): choose --variant w18_small_v1"
 
 
@@ -164,9 +151,9 @@ def test_wrong_width_file(spec, tmp_path, fixtures_dir):
     ("w18_small_v1", "hrnet_cls/w18.official.json", "w18"),
     ("w18", "hrnet_cls/w30.mmpretrain.json", "w30"),
 ])
-def test_wrong_width_names_the_width(spec, fixtures_dir, variant, manifest_name, found):
+def test_wrong_width_names_the_width(meta_model, fixtures_dir, variant, manifest_name, found):
     with pytest.raises(WeightsError) as exc:
-        _recognise(spec, variant, _shaped(fixtures_dir, manifest_name))
+        _recognise(meta_model, variant, _shaped(fixtures_dir, manifest_name))
     assert _errmsg(exc) == f"this is a {found} checkpoint (expected {variant}): choose --variant {found}"
 
 
@@ -178,36 +165,36 @@ def test_wrong_width_names_the_width(spec, fixtures_dir, variant, manifest_name,
     ("tresnet/tresnet_m.timm.json", lambda sd: {"model": sd}, "", "this looks like a TResNet checkpoint"),
     ("tresnet/tresnet_l.timm045.json", None, "", "this looks like a TResNet checkpoint"),
 ])
-def test_other_models_are_named(spec, fixtures_dir, manifest_name, wrap, prefix, words):
+def test_other_models_are_named(meta_model, fixtures_dir, manifest_name, wrap, prefix, words):
     with pytest.raises(WeightsError) as exc:
-        _recognise(spec, "w18", _shaped(fixtures_dir, manifest_name, wrap, prefix))
+        _recognise(meta_model, "w18", _shaped(fixtures_dir, manifest_name, wrap, prefix))
     msg = _errmsg(exc)
     assert words in msg and msg.endswith("not an HRNet-C w18 checkpoint")
 
 
-def test_other_class_count_is_named(spec, fixtures_dir):
+def test_other_class_count_is_named(meta_model, fixtures_dir):
     keys = dict(manifest(fixtures_dir, "hrnet_cls/w18_small_v1.official.json")["keys"])
     keys["classifier.weight"], keys["classifier.bias"] = [100, 2048], [100]
     with pytest.raises(WeightsError) as exc:
-        _recognise(spec, "w18_small_v1", shaped_checkpoint(keys))
+        _recognise(meta_model, "w18_small_v1", shaped_checkpoint(keys))
     assert _errmsg(exc) == "this HRNet-C w18_small_v1 checkpoint has 100 classes (expected 1000)"
 
 
-def test_partial_checkpoint_lists_what_is_missing(spec, fixtures_dir):
+def test_partial_checkpoint_lists_what_is_missing(meta_model, fixtures_dir):
     keys = dict(manifest(fixtures_dir, "hrnet_cls/w18_small_v1.official.json")["keys"])
     del keys["incre_modules.3.0.conv2.weight"]
     keys["extra.weight"] = [3]
     with pytest.raises(WeightsError) as exc:
-        _recognise(spec, "w18_small_v1", shaped_checkpoint(keys))
+        _recognise(meta_model, "w18_small_v1", shaped_checkpoint(keys))
     assert _errmsg(exc) == ("checkpoint does not fit HRNet-C w18_small_v1: 1 missing keys "
                             "(e.g. incre_modules.3.0.conv2.weight); 1 unexpected keys (e.g. extra.weight)")
 
 
-def test_backbone_only_checkpoint_is_named(spec, fixtures_dir):
+def test_backbone_only_checkpoint_is_named(meta_model, fixtures_dir):
     keys = {k: v for k, v in manifest(fixtures_dir, "hrnet_cls/w18_small_v1.official.json")["keys"].items()
             if not k.startswith(("incre_modules", "downsamp_modules", "final_layer", "classifier"))}
     with pytest.raises(WeightsError) as exc:
-        _recognise(spec, "w18_small_v1", shaped_checkpoint(keys))
+        _recognise(meta_model, "w18_small_v1", shaped_checkpoint(keys))
     assert _errmsg(exc) == "this is an HRNet w18_small_v1 backbone without the classification head"
 
 
@@ -216,21 +203,21 @@ def test_backbone_only_checkpoint_is_named(spec, fixtures_dir):
     (bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
      "cannot read broken.pth: not a PyTorch checkpoint or corrupt"),
 ])
-def test_garbage_file(spec, tmp_path, content, words):
+def test_garbage_file(spec, meta_model, tmp_path, content, words):
     path = tmp_path / "broken.pth"
     path.write_bytes(content)
     with pytest.raises(WeightsError) as exc:
-        _load(spec, "w18", path)
+        _load(spec, meta_model, "w18", path)
     assert _errmsg(exc).startswith(words)
 
 
-def test_truncated_checkpoint(spec, tmp_path, fixtures_dir):
+def test_truncated_checkpoint(spec, meta_model, tmp_path, fixtures_dir):
     path = tmp_path / "broken.pth"
     torch.save(_shaped(fixtures_dir, "hrnet_cls/w18_small_v1.official.json"), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError) as exc:
-        _load(spec, "w18_small_v1", path)
+        _load(spec, meta_model, "w18_small_v1", path)
     assert _errmsg(exc).startswith("cannot read broken.pth: not a PyTorch checkpoint or corrupt")
 
 
@@ -239,17 +226,17 @@ def test_truncated_checkpoint(spec, tmp_path, fixtures_dir):
     ({"epoch": 3, "lr": 0.1}, "holds no tensors (top-level keys: epoch, lr)"),
     ([torch.zeros(3)], "holds a list, not a state_dict"),
 ])
-def test_not_a_state_dict(spec, tmp_path, obj, words):
+def test_not_a_state_dict(spec, meta_model, tmp_path, obj, words):
     path = tmp_path / "odd.pth"
     torch.save(obj, path)
     with pytest.raises(WeightsError) as exc:
-        _load(spec, "w18", path)
+        _load(spec, meta_model, "w18", path)
     assert words in _errmsg(exc)
 
 
-def test_missing_file(spec, tmp_path):
+def test_missing_file(spec, meta_model, tmp_path):
     with pytest.raises(WeightsError) as exc:
-        _load(spec, "w18", tmp_path / "nope.pth")
+        _load(spec, meta_model, "w18", tmp_path / "nope.pth")
     assert _errmsg(exc) == f"checkpoint {tmp_path / 'nope.pth'} does not exist"
 
 

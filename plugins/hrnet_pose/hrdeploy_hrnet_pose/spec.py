@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant
+from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant, parse_option
 from hrdeploy.tasks.pose import coco_keypoint_dataset, draw_people
 
 from .pipeline import TopDownPosePipeline, decode_heatmaps
@@ -29,6 +29,18 @@ OPTIONS = {
 }
 
 
+def typed_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Drop unset options and convert command-line strings (``--opt flip=false``) to the
+    option's type."""
+    out = {}
+    for k, v in (options or {}).items():
+        if v is None:
+            continue
+        spec = OPTIONS.get(k)
+        out[k] = parse_option(spec, v) if spec is not None and spec.type is not str and isinstance(v, str) else v
+    return out
+
+
 class HRNetPoseSpec(ModelSpec):
     name = "hrnet_pose"
     task = "pose-topdown"
@@ -49,7 +61,7 @@ class HRNetPoseSpec(ModelSpec):
     # -- runtime ---------------------------------------------------------------------------------
     def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
                  runtime: dict[str, Any] | None = None) -> TopDownPosePipeline:
-        opts = {k: v for k, v in (options or {}).items() if v is not None}
+        opts = typed_options(options)
         flip = opts.get("flip", OPTIONS["flip"].default)
         return TopDownPosePipeline(
             (variant.input.width, variant.input.height), variant.outputs[0], flip=bool(flip),
@@ -60,7 +72,7 @@ class HRNetPoseSpec(ModelSpec):
     def dataset(self, kind: str, path: Path, options: dict[str, Any] | None = None) -> Dataset:
         if kind != "coco":
             return super().dataset(kind, path, options)
-        return coco_keypoint_dataset(Path(path), options, mode="topdown")
+        return coco_keypoint_dataset(Path(path), typed_options(options), mode="topdown")
 
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
         return draw_people(image, prediction.get("people", []))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hrdeploy.errors import WeightsError
-from hrdeploy.testing.seeded import load_manifest, seeded_state_dict
+from hrdeploy.testing.seeded import load_manifest
 from hrdeploy_tresnet.model import build_tresnet
 from hrdeploy_tresnet.weights import IABN_EPS, convert, detect_layout
 
@@ -57,8 +57,8 @@ def test_wrappers_and_prefixes(wrapper, prefix, seeded_m, expected_state):
     assert ("'module.' prefix stripped" in text) == bool(prefix)
 
 
-def test_seeded_v045_checkpoint_loads_through_the_remap(manifest, expected_state):
-    v045 = seeded_state_dict(manifest("m.timm045"), seed=0)
+def test_seeded_v045_checkpoint_loads_through_the_remap(seeded_v045, expected_state):
+    v045 = seeded_v045
     assert detect_layout(v045) == "timm045"
     state, text = convert(v045, "m", expected_state("m"))
     module = build_tresnet("m")

@@ -15,7 +15,7 @@ from typing import Any
 
 from hrdeploy.errors import UserError
 
-from .commands import SET_ENV, normalise_soc
+from .commands import normalise_soc
 from .parsers import NpuSmiInfo, choose_chip, parse_npu_smi_info, parse_version_info
 
 TOOLKIT_DEFAULT = Path("/usr/local/Ascend/ascend-toolkit/latest")
@@ -106,7 +106,7 @@ class AscendStatus:
                 "driver_version": self.chips.driver_version if self.chips else None}
 
 
-def _importable(name: str) -> bool:
+def importable(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
@@ -116,7 +116,7 @@ def _importable(name: str) -> bool:
 def status(query_devices: bool = True) -> AscendStatus:
     version, vfile = toolkit_version()
     return AscendStatus(atc=shutil.which("atc"), version=version, version_file=vfile,
-                        ais_bench=_importable("ais_bench"), aclruntime=_importable("aclruntime"),
+                        ais_bench=importable("ais_bench"), aclruntime=importable("aclruntime"),
                         npu_smi=find_npu_smi(), davinci=davinci_nodes(),
                         chips=query_chips() if query_devices else None)
 

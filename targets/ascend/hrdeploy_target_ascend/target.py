@@ -380,7 +380,7 @@ class AscendTarget(Target):
 
     @staticmethod
     def _ais_python() -> str:
-        if probe_mod._importable("ais_bench"):
+        if probe_mod.importable("ais_bench"):
             return sys.executable
         raise ToolchainMissing("ais_bench is not importable here", RUNTIME_HINT)
 

@@ -61,6 +61,16 @@ def ort_run():
     return _ort_run
 
 
+def _forget_stand_ins(prefixes: tuple[str, ...]) -> None:
+    """Drop the stand-in modules imported by a test, so that nothing after it (another
+    plugin's tests, a probe) finds a fake ais_bench through sys.modules."""
+    for name in [m for m in sys.modules if m.split(".")[0] in prefixes]:
+        del sys.modules[name]
+
+
+STAND_INS = ("ais_bench", "ascend_fakeom", "fake_atc", "fake_npu_smi")
+
+
 def _wrapper(bin_dir: Path, name: str, module: str) -> None:
     script = bin_dir / name
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\n"
@@ -94,7 +104,7 @@ class AscendEnv:
 
 
 @pytest.fixture
-def ascend_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path) -> AscendEnv:
+def ascend_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path):
     """atc and npu-smi stand-ins on PATH (npu-smi shows two 310P3 cards), the ais_bench
     stand-in importable here and in subprocesses, a toolkit version.info under
     ASCEND_HOME_PATH."""
@@ -115,7 +125,8 @@ def ascend_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Pa
     for var in ("FAKE_ATC_MODE", "FAKE_ATC_SUFFIX", "FAKE_AIS_OLD", "FAKE_AIS_SPELLING", "FAKE_AIS_PAIRS",
                 "FAKE_AIS_CLI_MODE", "FAKE_NPU_DEVICES"):
         monkeypatch.delenv(var, raising=False)
-    return AscendEnv(tmp_path, bin_dir, calls, ais_calls)
+    yield AscendEnv(tmp_path, bin_dir, calls, ais_calls)
+    _forget_stand_ins(STAND_INS)
 
 
 @pytest.fixture
@@ -127,7 +138,8 @@ def device_machine(monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path):
         monkeypatch.setenv("PYTHONPATH", str(FAKES))
         monkeypatch.syspath_prepend(str(FAKES))
         monkeypatch.setenv("FAKE_NPU_SMI", str(fixtures_dir / "toolchains" / "npu-smi_info_310P3_1card.txt"))
-    return setup
+    yield setup
+    _forget_stand_ins(STAND_INS)
 
 
 @pytest.fixture

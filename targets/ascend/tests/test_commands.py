@@ -156,6 +156,17 @@ def test_aipp_config_matches_the_vendor_imagenet_values() -> None:
     assert parse_aipp_config(aipp_config(mm, 224, 224)) == kv
 
 
+def test_aipp_from_the_classification_plugins_preprocessing() -> None:
+    # what hrdeploy.tasks.classification records (explicit scale 1/255, resize/crop keys ignored here)
+    cls = {"resize_short": 256, "crop": 224, "interpolation": "pil-bilinear", "color": "rgb", "scale": 1 / 255,
+           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW"}
+    kv = parse_aipp_config(aipp_config(Normalisation.from_preprocess(cls), 224, 224))
+    assert (kv["min_chn_0"], kv["var_reci_chn_0"]) == ("123.675", "0.0171247538316637")
+    tres = {**cls, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    kv = parse_aipp_config(aipp_config(Normalisation.from_preprocess(tres), 224, 224))
+    assert float(kv["min_chn_1"]) == 0.0 and float(kv["var_reci_chn_1"]) == pytest.approx(1 / 255, rel=1e-14)
+
+
 def test_aipp_for_divide_by_255_only() -> None:
     # TResNet (seed 004): /255, no mean/std
     kv = parse_aipp_config(aipp_config(Normalisation.from_preprocess({"mean": [0, 0, 0], "std": [1, 1, 1]}), 224, 224))

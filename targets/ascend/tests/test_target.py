@@ -354,7 +354,7 @@ def test_probe_with_the_stack_present(ascend_env) -> None:
 
 
 def test_probe_on_a_bare_machine(no_ascend, monkeypatch) -> None:
-    monkeypatch.setattr("hrdeploy_target_ascend.probe._importable", lambda name: False)
+    monkeypatch.setattr("hrdeploy_target_ascend.probe.importable", lambda name: False)
     p = AscendTarget().probe()
     assert not p.available and p.devices == []
     assert "atc not found" in p.detail and "set_env.sh" in p.detail

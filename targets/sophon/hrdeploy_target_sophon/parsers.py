@@ -253,13 +253,18 @@ def parse_npz_compares(text: str) -> list[dict[str, Any]]:
     return blocks
 
 
+# npz_tool's verdict words, including its own spelling of NOT_SIMILAR
+_VERDICTS = {"NOT_SIMLIAR": "not similar", "NOT_SIMILAR": "not similar", "NOT_EQUAL": "not equal"}
+
+
 def describe_failure(block: dict[str, Any]) -> str:
     """One line naming the tensors that broke the tolerance and their figures."""
     bad = [t for t in block["tensors"] if not t["passed"]] or block["tensors"][:1]
     parts = []
     for t in bad[:3]:
         figs = ", ".join(f"{k} {t[k]:.6f}" for k in ("cosine", "euclidean") if t.get(k) is not None)
-        parts.append(f"{t['name']} {t['verdict']}" + (f" ({figs})" if figs else ""))
+        verdict = _VERDICTS.get(t["verdict"], t["verdict"].lower())
+        parts.append(f"{t['name']} {verdict}" + (f" ({figs})" if figs else ""))
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
     return (f"{block['target']} vs {block['reference']} (tolerance cosine,euclidean = {block['tolerance']}): "
             + "; ".join(parts) + more)

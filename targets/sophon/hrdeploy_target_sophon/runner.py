@@ -81,7 +81,11 @@ class WorkerRunner(_StaticShapes, Runner):
                  "--device", str(device)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logfh,
                 env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=self._cwd.name)
-        hello, _ = self._receive(what="starting")
+        try:
+            hello, _ = self._receive(what="starting")
+        except BaseException:
+            self.close()
+            raise
         self.info = hello
         model_inputs = [i["name"] for i in hello.get("inputs", [])]
         model_outputs = [o["name"] for o in hello.get("outputs", [])]

@@ -257,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         # process sees (TPU-MLIR's own entry points do the same with a child process)
         saved = os.dup(1)
         os.dup2(2, 1)  # anything printed while importing must not reach the protocol pipe
-        import tpu_mlir  # noqa: F401
+        try:
+            import tpu_mlir  # noqa: F401
+        except Exception as e:  # not the toolchain's interpreter, or a broken install
+            with os.fdopen(saved, "wb") as out:
+                write_message(out, {"ok": False, "error": f"cannot start: {type(e).__name__}: "
+                                                          f"{' '.join(str(e).split())[:300]}"})
+            return 1
         os.dup2(saved, 1)
         os.close(saved)
         os.environ[REEXEC_FLAG] = "1"

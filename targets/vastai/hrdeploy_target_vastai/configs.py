@@ -141,7 +141,7 @@ def _prop(name: str, dtype: str, value: Any) -> dict[str, Any]:
 def vdsp_params_sdk1(pre: Preprocess) -> dict[str, Any]:
     """sdk1.0 vdsp_params (old runstream samples): a property list; mean/std as the uint16 bit
     patterns of their fp16 values (0.485 -> 14275, 0.229 -> 13140)."""
-    (rh, rw), (ch, _cw) = pre.resize, pre.crop
+    (rh, rw), ch = pre.resize, pre.crop[0]  # sdk1.0 takes one square crop size
     mean, std = pre.mean01, pre.std01
     return {
         "vdsp_op_type": "RGB_RESIZE_CVTCOLOR_CROP_NORMALIZATION_TENSORIZATION_U8",

@@ -6,7 +6,8 @@ Keys read from the model plugin's preprocessing parameters (others are ignored):
 ``mean``/``std`` (3 values in the network's channel order; values <= 1 mean "pixels / 255
 first", larger values are 0..255 units, or give ``scale`` explicitly), ``resize`` (short side
 as an int, or [h, w]; also ``resize_short``/``resize_size``), ``crop`` (int or [h, w]; also
-``crop_size``/``center_crop``) and ``color`` (``rgb``, the default, or ``bgr``; also
+``crop_size``/``center_crop``; a text value, such as DEKR's description of its affine
+warp, means the host does it) and ``color`` (``rgb``, the default, or ``bgr``; also
 ``channel_order``/``pixel_format``).
 """
 from __future__ import annotations
@@ -32,7 +33,9 @@ def _vector(value: Any, name: str, channels: int) -> tuple[float, ...]:
 
 
 def _size(value: Any, name: str) -> tuple[int, int] | int | None:
-    if value is None:
+    if value is None or isinstance(value, str):
+        # a description ("short side 512, long side ... warpAffine") is a host-side transform
+        # the vdsp op cannot express: the host pipeline does it, the device only normalises
         return None
     if isinstance(value, (int, float)):
         return int(value)

@@ -35,7 +35,7 @@ def device_nodes() -> list[str]:
     return sorted(p for p in glob.glob("/dev/vastai*") if re.search(r"vastai\d+$", p))
 
 
-def _importable(name: str) -> bool:
+def importable(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
@@ -97,7 +97,7 @@ class VastaiStatus:
 
 def status() -> VastaiStatus:
     return VastaiStatus(vamc=which(VAMC), vamp=which(VAMP), vasmi=which("vasmi"),
-                        vaststreamx=_importable("vaststreamx"), vaststream=_importable("vaststream"),
+                        vaststreamx=importable("vaststreamx"), vaststream=importable("vaststream"),
                         nodes=device_nodes(), cards=query_cards(), root=_is_root())
 
 

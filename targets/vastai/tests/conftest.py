@@ -68,6 +68,15 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+STAND_INS = ("vaststreamx", "vastai_fakelib", "fake_vamc", "fake_vamp", "fake_vasmi")
+
+
+def _forget_stand_ins() -> None:
+    """Drop the stand-in modules a test imported (nothing after it may find a fake vaststreamx)."""
+    for name in [m for m in sys.modules if m.split(".")[0] in STAND_INS]:
+        del sys.modules[name]
+
+
 def _wrapper(bin_dir: Path, name: str, module: str) -> None:
     script = bin_dir / name
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(FAKES)!r})\n"
@@ -96,7 +105,7 @@ class VastaiEnv:
 
 
 @pytest.fixture
-def vastai_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path) -> VastaiEnv:
+def vastai_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path):
     pytest.importorskip("yaml")  # the vamc stand-in reads its config with PyYAML
     bin_dir = install_tools(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -107,7 +116,8 @@ def vastai_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Pa
     for var in ("FAKE_VAMC_MODE", "FAKE_VAMP_MODE", "FAKE_VASTAI_DIES"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("hrdeploy_target_vastai.probe.device_nodes", lambda: ["/dev/vastai0"])
-    return VastaiEnv(tmp_path, bin_dir, calls)
+    yield VastaiEnv(tmp_path, bin_dir, calls)
+    _forget_stand_ins()
 
 
 @pytest.fixture
@@ -119,7 +129,8 @@ def device_machine(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         monkeypatch.syspath_prepend(str(FAKES))
         monkeypatch.setattr("hrdeploy_target_vastai.probe.device_nodes", lambda: ["/dev/vastai0"])
-    return setup
+    yield setup
+    _forget_stand_ins()
 
 
 @pytest.fixture

@@ -184,6 +184,14 @@ def test_vdsp_params_equal_the_zoo_files() -> None:
     assert vdsp_params(mm) == ZOO_VDSP and vdsp_params_sdk1(mm) == ZOO_VDSP_SDK1
 
 
+def test_the_classification_plugins_preprocessing_keys() -> None:
+    # what hrdeploy.tasks.classification records for HRNet-W18-C (core/hrdeploy/tasks/classification.py)
+    cls = {"resize_short": 256, "crop": 224, "interpolation": "pil-bilinear", "color": "rgb", "scale": 1 / 255,
+           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW"}
+    pre = Preprocess.from_params(cls, (224, 224))
+    assert vdsp_params(pre) == ZOO_VDSP and vdsp_params_sdk1(pre) == ZOO_VDSP_SDK1
+
+
 def test_fp16_bit_patterns() -> None:
     assert fp16_bits(0.485) == 14275 and fp16_bits(0.229) == 13140
     assert fp16_bits(0.485) == int(np.float16(0.485).view(np.uint16))
@@ -202,8 +210,10 @@ def test_divide_by_255_only_and_bgr_models() -> None:
 
 
 def test_no_resize_for_gear_models() -> None:
-    # DEKR: normalisation only; the image is already at the gear size
-    pre = Preprocess.from_params({"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, (512, 768))
+    # DEKR: normalisation only; the host warps the image to the gear size (its "resize" is a description)
+    pre = Preprocess.from_params({"resize": "short side 512, long side rounded up to a multiple of 64",
+                                  "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                                 (512, 768))
     cfg = vdsp_params(pre)["OpConfig"]
     assert (cfg["IimageHeight"], cfg["IimageWidth"], cfg["OimageHeight"], cfg["OimageWidth"]) == (512, 768, 512, 768)
     assert (cfg["CropX"], cfg["CropY"]) == (0, 0)

@@ -267,7 +267,7 @@ def test_probe_with_the_sdk(vastai_env) -> None:
 
 
 def test_probe_on_a_bare_machine(no_vastai, monkeypatch) -> None:
-    monkeypatch.setattr("hrdeploy_target_vastai.probe._importable", lambda name: False)
+    monkeypatch.setattr("hrdeploy_target_vastai.probe.importable", lambda name: False)
     monkeypatch.setattr("hrdeploy_target_vastai.probe.device_nodes", lambda: [])
     p = VastaiTarget().probe()
     assert not p.available and "vamc not found" in p.detail and "activate.sh" in p.detail

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -26,11 +26,14 @@ from ...errors import UserError
 from ...io import read_json
 from ...model import Dataset, SampleRef
 
+if TYPE_CHECKING:
+    from .metric import CocoKeypointMetric
+
 ANN_NAME = "person_keypoints_val2017.json"
 DETECTIONS_NAME = "COCO_val2017_detections_AP_H_56_person.json"
 PERSON_CATEGORY = 1
 #: a person box as stored in ``SampleRef.info["boxes"]``: [x, y, w, h, score]
-Box = list
+Box = list[float]
 
 
 # -- annotation files ------------------------------------------------------------------------
