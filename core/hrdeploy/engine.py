@@ -76,11 +76,9 @@ def _prepare(ref: SampleRef, pipeline: Pipeline, images: dict[str, np.ndarray] |
     except UserError as e:  # a corrupt or missing image: the caller decides to stop or skip
         return ref, None, 0.0, 0.0, e
     t1 = time.perf_counter()
-    items = pipeline.prepare(Sample(ref, image))
+    items = pipeline.prepare(Sample(ref, image))  # may be empty: an image with no person box
     t2 = time.perf_counter()
-    if not items:
-        raise RuntimeError(f"pipeline returned no items for {ref.path}")
-    return ref, items, t1 - t0, t2 - t1, None
+    return ref, list(items), t1 - t0, t2 - t1, None
 
 
 class Stream:

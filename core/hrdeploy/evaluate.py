@@ -15,7 +15,7 @@ from .engine import Stream
 from .errors import UserError
 from .io import atomic_write_json, dumps
 from .model import SampleRef
-from .session import Session
+from .session import Session, check_model_options
 
 ProgressFactory = Callable[[int, int], Any]
 
@@ -63,7 +63,7 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
              progress: Callable[[int, int], Iterator[None] | Any] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     kind, path = parse_data(data)
-    opts = dict(options or {})
+    opts = check_model_options(session.spec, options)
     pipeline = session.pipeline(opts)
     dataset = session.spec.dataset(kind, path, opts)
     refs: list[SampleRef] = list(dataset)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .artifact import Artifact
 from .errors import UserError
-from .model import ModelSpec, Pipeline, Variant
+from .model import ModelSpec, Pipeline, Variant, parse_option
 from .plugins import Registry
 from .target import Runner, Target
 
@@ -37,12 +37,23 @@ class Session:
         self.runner.close()
 
 
+COMMON_OPTIONS = {"top_k", "interpolation", "labels"}
+
+
 def check_model_options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Refuse options the model does not declare; turn command-line strings into the
+    declared types (``--opt flip=false`` must arrive as False, not as a true string)."""
     opts = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = set(opts) - set(spec.options) - {"top_k", "interpolation", "labels"}
+    unknown = set(opts) - set(spec.options) - COMMON_OPTIONS
     if unknown:
         raise UserError(f"model {spec.name!r} has no option {', '.join('--' + u.replace('_', '-') for u in sorted(unknown))}",
                         "its options: " + (", ".join(spec.options) or "none"))
+    for key, value in opts.items():
+        if key in spec.options and isinstance(value, str):
+            try:
+                opts[key] = parse_option(spec.options[key], value)
+            except UserError as e:
+                raise UserError(f"option {key}: {e}") from None
     return opts
 
 

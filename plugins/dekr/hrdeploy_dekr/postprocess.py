@@ -192,11 +192,11 @@ def pool_kernel(h: int, w: int, cfg: DecodeConfig) -> int:
 
 
 def max_pool_same(x: np.ndarray, k: int) -> np.ndarray:
-    """MaxPool2d(k, stride 1, padding k//2) of a 2-d map (padding never wins, like -inf)."""
-    pad = k // 2
-    padded = np.pad(x, pad, mode="constant", constant_values=-np.inf)
-    rows = np.lib.stride_tricks.sliding_window_view(padded, k, axis=0).max(axis=-1)
-    return np.lib.stride_tricks.sliding_window_view(rows, k, axis=1).max(axis=-1)
+    """MaxPool2d(k, stride 1, padding k//2) of a 2-d float32 map: a k x k grey dilation whose
+    border never wins (OpenCV's default dilation border, like the pool's -inf padding)."""
+    import cv2
+
+    return cv2.dilate(np.ascontiguousarray(x, dtype=np.float32), np.ones((k, k), np.uint8))
 
 
 def top_centres(maps: ScaleMaps, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -361,9 +361,8 @@ def to_people(poses: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
     """The shared pose JSON: keypoints [x, y, score] x 17, score, box from the keypoint extent
     (as the official results writer does)."""
     people = []
-    for kp, s in zip(poses, scores):
-        x0, y0 = float(kp[:, 0].min()), float(kp[:, 1].min())
-        x1, y1 = float(kp[:, 0].max()), float(kp[:, 1].max())
-        people.append({"keypoints": [[float(a), float(b), float(c)] for a, b, c in kp],
-                       "score": float(s), "box": [x0, y0, x1 - x0, y1 - y0]})
+    for kp, s in zip(np.asarray(poses, np.float64), np.asarray(scores, np.float64)):
+        lo, hi = kp[:, :2].min(axis=0), kp[:, :2].max(axis=0)
+        people.append({"keypoints": kp.tolist(), "score": float(s),
+                       "box": [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]})
     return people

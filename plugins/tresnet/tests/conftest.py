@@ -122,21 +122,11 @@ def v045_names() -> Callable[..., "OrderedDict[str, torch.Tensor]"]:
     return to_v045_names
 
 
-def export_onnx(spec: TResNetSpec, variant_name: str, module: torch.nn.Module, path: Path) -> Path:
-    """The export hrdeploy does: legacy exporter, opset 17, input ``image``, output ``logits``,
-    dynamic batch."""
-    variant = spec.variant(variant_name)
-    example = torch.zeros(1, 3, 224, 224)
-    torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17,
-                      input_names=[variant.input.name], output_names=list(variant.outputs),
-                      dynamic_axes=spec.dynamic_axes(variant, dynamic_batch=True))
-    return path
-
-
 @pytest.fixture(scope="session")
-def onnx_export() -> Callable[..., Path]:
-    return export_onnx
-
+def timm_m_checkpoint(seeded_m: "OrderedDict[str, torch.Tensor]", tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("timm") / "tresnet_m_seeded.pth"
+    torch.save(seeded_m, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""ONNX export as hrdeploy does it (legacy exporter, opset 17, ``image`` -> ``logits``, dynamic
-batch) reproduces the PyTorch module in ONNX Runtime, for the timm and the Ascend flavour."""
+"""``hrdeploy export`` of TResNet (legacy exporter, opset 17, ``image`` -> ``logits``, dynamic
+batch): ONNX Runtime reproduces the PyTorch module, for the timm and the Ascend flavour."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,21 +11,20 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from hrdeploy.export import export
 from hrdeploy.parity import compare_output
 from hrdeploy_tresnet.model import build_tresnet
 
 
-def _session(path) -> ort.InferenceSession:
+def _session(path: Path) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _graph_facts(path) -> tuple[Counter, list[str]]:
+def _graph_ops(path: Path) -> Counter:
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    ops = Counter(n.op_type for n in model.graph.node)
-    pad_modes = [a.s.decode() for n in model.graph.node if n.op_type == "Pad" for a in n.attribute if a.name == "mode"]
     assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}  # standard operators only
     assert model.opset_import[0].version == 17
     (inp,) = model.graph.input
@@ -32,19 +32,28 @@ def _graph_facts(path) -> tuple[Counter, list[str]]:
     assert inp.name == "image" and out.name == "logits"
     assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", 3, 224, 224]
     assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 1000]
-    return ops, pad_modes
+    return Counter(n.op_type for n in model.graph.node)
 
 
-def _parity(spec, variant_name: str, path, x: np.ndarray, ref: np.ndarray) -> None:
-    sess = _session(path)
+def _export(spec, variant_name: str, weights: Path, out: Path) -> dict:
+    result = export(spec, spec.variant(variant_name), out, weights=weights, random_weights=False,
+                    log=lambda _line: None)
+    (diff,) = result["parity"].outputs
+    print(f"{variant_name}: export parity ORT vs torch: max abs {diff.max_abs:.2e}, max rel {diff.max_rel:.2e} "
+          f"(max|logit| {diff.max_ref:.3f}), sample-difference rel {diff.sample_diff_rel:.2e}, "
+          f"cosine {diff.cosine_min:.8f}")
+    assert result["parity"].passed and diff.max_rel <= 1e-4
+    assert diff.sample_diff_rel <= 1e-3  # the input-dependent part survives, not only the mean
+    return result
+
+
+def _compare(spec, variant_name: str, sess: ort.InferenceSession, x: np.ndarray, ref: np.ndarray) -> None:
     (got,) = sess.run(["logits"], {"image": x})
     variant = spec.variant(variant_name)
     diff = compare_output("logits", ref, got, variant.tolerance("fp32"))
-    print(f"{variant_name}: ORT vs torch max abs {diff.max_abs:.2e}, max rel {diff.max_rel:.2e} "
-          f"(max|logit| {diff.max_ref:.3f}), sample-difference rel {diff.sample_diff_rel:.2e}, "
-          f"cosine {diff.cosine_min:.8f}")
-    assert diff.passed and diff.max_rel <= 1e-4
-    assert diff.sample_diff_rel <= 1e-3  # the input-dependent part survives, not only the mean
+    print(f"{variant_name}: reference input, ORT vs torch: max rel {diff.max_rel:.2e}, "
+          f"sample-difference rel {diff.sample_diff_rel:.2e}")
+    assert diff.passed and diff.max_rel <= 1e-4 and diff.sample_diff_rel <= 1e-3
     check = spec.task_check(variant, [ref], [got], variant.tolerance("fp32"))
     assert check.passed and check.value == 1.0
     # dynamic batch: one image alone gives the same row
@@ -52,35 +61,39 @@ def _parity(spec, variant_name: str, path, x: np.ndarray, ref: np.ndarray) -> No
     assert np.abs(one[0] - ref[1]).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_export_timm_m(spec, model_m, logits_m, reference_input, onnx_export, tmp_path):
-    path = onnx_export(spec, "m", model_m, tmp_path / "tresnet_m.onnx")
-    ops, pad_modes = _graph_facts(path)
+def test_export_timm_m(spec, timm_m_checkpoint, logits_m, reference_input, tmp_path):
+    result = _export(spec, "m", timm_m_checkpoint, tmp_path / "tresnet_m.onnx")
+    assert result["metadata"]["weights"] == "tresnet_m_seeded.pth: timm tresnet_m checkpoint"
+    ops = _graph_ops(Path(result["onnx"]))
     # space-to-depth as one 6-D Reshape/Transpose; the blur's reflect border as 4 constant
     # Slices + 2 Concats per blur (no Pad with computed pads); pooling as ReduceMean (18 SE
     # gates + head), the only AveragePools are the three 2x2 shortcut pools
-    assert ops["Transpose"] == 1 and ops["Slice"] == 3 * 4 and "Pad" not in ops and pad_modes == []
+    assert ops["Transpose"] == 1 and ops["Slice"] == 3 * 4 and "Pad" not in ops
     assert ops["ReduceMean"] == 18 + 1 and ops["Gemm"] == 1 and ops["AveragePool"] == 3
-    _parity(spec, "m", path, reference_input.numpy(), logits_m)
+    # the exported network gives the reference statistics' logits too
+    _compare(spec, "m", _session(Path(result["onnx"])), reference_input.numpy(), logits_m)
 
 
-def test_export_m_ascend(spec, ascend_model, reference_input, onnx_export, tmp_path):
-    module, _ = ascend_model
-    with torch.no_grad():
-        ref = module(reference_input).numpy()
-    assert np.isfinite(ref).all()
-    path = onnx_export(spec, "m_ascend", module, tmp_path / "tresnet_m_ascend.onnx")
-    ops, pad_modes = _graph_facts(path)
+def test_export_m_ascend(spec, ascend_checkpoint, ascend_model, tmp_path):
+    result = _export(spec, "m_ascend", ascend_checkpoint, tmp_path / "tresnet_m_ascend.onnx")
+    assert result["metadata"]["weights"].startswith("model_best.pth.tar: Ascend-patched timm v0.4.5 tresnet_m")
+    assert result["metadata"]["preprocess"]["mean"] == [0.0, 0.0, 0.0]
+    ops = _graph_ops(Path(result["onnx"]))
     assert "Pad" not in ops and "Slice" not in ops  # the zero padding is the blur Conv's own pads
     # stem, conv1 of each BasicBlock, conv1 and conv2 of each Bottleneck; conv2/conv3 have none
     assert ops["LeakyRelu"] == 1 + 3 + 4 + 11 * 2 + 3 * 2
-    _parity(spec, "m_ascend", path, reference_input.numpy(), ref)
+    module, _ = ascend_model
+    x = np.random.default_rng(5).random((2, 3, 224, 224), dtype=np.float32)  # RGB / 255 range
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy()
+    _compare(spec, "m_ascend", _session(Path(result["onnx"])), x, ref)
 
 
 def test_flavours_differ_on_the_same_weights(ascend_model):
     """Same parameters, different network: slope 0.01 and zero-padded blur change the logits
     (that is why the Ascend checkpoint is not loaded into the timm variant)."""
     module, _ = ascend_model
-    timm_net = build_tresnet("m")
+    timm_net = build_tresnet("m")  # a fresh one: the session's seeded model must stay intact
     timm_net.load_state_dict(module.state_dict(), strict=True)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import re
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,12 +22,10 @@ def empty_state(manifest: dict) -> "OrderedDict[str, torch.Tensor]":
                        for k, s in manifest["keys"].items())
 
 
-def test_timm_checkpoint_file_loads_strictly(spec, seeded_m, tmp_path):
-    path = tmp_path / "tresnet_m.pth"
-    torch.save(seeded_m, path)
+def test_timm_checkpoint_file_loads_strictly(spec, seeded_m, timm_m_checkpoint):
     variant = spec.variant("m")
     module = spec.build(variant)
-    assert spec.load_weights(module, path, variant) == "timm tresnet_m checkpoint"
+    assert spec.load_weights(module, timm_m_checkpoint, variant) == "timm tresnet_m checkpoint"
     for key, value in module.state_dict().items():
         assert torch.equal(value, seeded_m[key]), key
 
@@ -207,4 +204,3 @@ def test_unreadable_files(spec, built, tmp_path):
 
 def test_m_ascend_accepts_hyphen(spec):
     assert spec.variant("m-ascend").name == "m_ascend"
-    assert Path  # noqa: B018 - Path is used by fixtures' annotations
