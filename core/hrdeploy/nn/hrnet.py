@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
 BN_MOMENTUM = 0.1

@@ -64,7 +64,8 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
 def _pil_bilinear_taps(in_size: int, out_size: int, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Source indices and weights (both ``count x taps``) of outputs ``start .. start+count``
     of PIL's antialiased bilinear resampling: a triangle filter whose support widens with
-    the downscale factor. Unused taps point at index 0 with weight 0."""
+    the downscale factor, in PIL's fixed point (22 fractional bits). Unused taps point at
+    index 0 with weight 0."""
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = 1.0 * filterscale
@@ -78,15 +79,18 @@ def _pil_bilinear_taps(in_size: int, out_size: int, start: int, count: int) -> t
         rows.append((x, k / k.sum() if k.sum() > 0 else k))
     taps = max(len(x) for x, _ in rows)
     idx = np.zeros((count, taps), np.int64)
-    wts = np.zeros((count, taps), np.float32)
+    wts = np.zeros((count, taps), np.int64)
     for r, (x, k) in enumerate(rows):
         idx[r, :len(x)] = x
-        wts[r, :len(x)] = k
+        wts[r, :len(x)] = np.floor(k * (1 << _PIL_BITS) + 0.5)
     return idx, wts
 
 
-def _round_u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+_PIL_BITS = 22  # PIL's PRECISION_BITS for 8-bit images: 32 - 8 - 2
+
+
+def _fixed_to_u8(acc: np.ndarray) -> np.ndarray:
+    return np.clip((acc + (1 << (_PIL_BITS - 1))) >> _PIL_BITS, 0, 255).astype(np.uint8)
 
 
 def resize_short_crop(rgb: np.ndarray, short: int, crop: int, interpolation: str) -> np.ndarray:
@@ -115,20 +119,21 @@ def resize_short_crop(rgb: np.ndarray, short: int, crop: int, interpolation: str
         return np.ascontiguousarray(resized[top:top + crop, left:left + crop])
     if interpolation != "pil-bilinear":
         raise UserError(f"unknown interpolation {interpolation!r}", "choose " + " or ".join(INTERPOLATIONS))
-    # PIL resamples horizontally first and rounds to uint8 between the two passes; only the
-    # source rows the vertical pass reads are resampled, a few taps per output pixel
+    # PIL resamples horizontally first and rounds to uint8 between the two passes, in integer
+    # fixed point: doing the same gives PIL's bytes exactly. Only the source rows the vertical
+    # pass reads are resampled, a few taps per output pixel.
     xi, xw = _pil_bilinear_taps(w, new_w, left, crop)
     yi, yw = _pil_bilinear_taps(h, new_h, top, crop)
     lo, hi = int(yi[yw > 0].min()), int(yi[yw > 0].max()) + 1
-    band = rgb[lo:hi].astype(np.float32)                       # rows x w x 3
-    horiz = np.zeros((hi - lo, crop, 3), np.float32)
+    band = rgb[lo:hi].astype(np.int64)                         # rows x w x 3
+    acc = np.zeros((hi - lo, crop, 3), np.int64)
     for k in range(xi.shape[1]):
-        horiz += band[:, xi[:, k]] * xw[:, k, None]
-    horiz = np.rint(horiz).clip(0, 255)
-    vert = np.zeros((crop, crop, 3), np.float32)
+        acc += band[:, xi[:, k]] * xw[:, k, None]
+    horiz = _fixed_to_u8(acc).astype(np.int64)
+    acc = np.zeros((crop, crop, 3), np.int64)
     for k in range(yi.shape[1]):
-        vert += horiz[np.clip(yi[:, k] - lo, 0, hi - lo - 1)] * yw[:, k, None, None]
-    return _round_u8(vert)
+        acc += horiz[np.clip(yi[:, k] - lo, 0, hi - lo - 1)] * yw[:, k, None, None]
+    return _fixed_to_u8(acc)
 
 def normalise(rgb_u8: np.ndarray, scale: float, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 HxWx3 -> float32 CHW: (x * scale - mean) / std, folded into one multiply-add."""

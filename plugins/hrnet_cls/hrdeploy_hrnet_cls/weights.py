@@ -50,6 +50,8 @@ class _Opaque:
     optimizer objects...): their contents are irrelevant here, and importing their modules
     would need mmengine or run foreign code."""
 
+    origin = "object"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
@@ -70,7 +72,7 @@ class _LenientUnpickler(pickle.Unpickler):
         root = module.split(".")[0]
         if root in _SAFE_MODULES or (module == "builtins" and name in _SAFE_BUILTINS):
             return super().find_class(module, name)
-        return _Opaque
+        return type(name, (_Opaque,), {"origin": f"{module}.{name}"})
 
 
 class _LenientPickle:
@@ -120,6 +122,12 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_LenientPickle)
 
 
+def _first_sentence(exc: BaseException, limit: int = 100) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text.split(". ", 1)[0].rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
 def read_checkpoint(path: str | Path) -> tuple["OrderedDict[str, Tensor]", list[str]]:
     """The tensors of a checkpoint file, unwrapped and without ``module.``, plus notes on what
     was unwrapped. Raises :class:`WeightsError` for missing or unreadable files."""
@@ -132,9 +140,8 @@ def read_checkpoint(path: str | Path) -> tuple["OrderedDict[str, Tensor]", list[
         else:
             obj = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"cannot read {path.name}: not a PyTorch checkpoint or corrupt ({reason[:120]})") from None
+            f"cannot read {path.name}: not a PyTorch checkpoint or corrupt ({_first_sentence(exc)})") from None
     return unwrap_state_dict(obj, str(path.name))
 
 
@@ -145,11 +152,14 @@ def unwrap_state_dict(obj: Any, name: str = "checkpoint") -> tuple["OrderedDict[
         obj = obj.state_dict()
         notes.append("pickled nn.Module")
     while isinstance(obj, Mapping):
-        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), (Mapping, _Opaque))), None)
         if inner is None:
             break
         obj = obj[inner]
         notes.append(f"'{inner}' wrapper")
+    if isinstance(obj, _Opaque):
+        raise WeightsError(f"{name} holds a pickled {obj.origin}, not a state_dict "
+                           "(save model.state_dict() instead of the whole model)")
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{name} holds a {type(obj).__name__}, not a state_dict")
     tensors = OrderedDict((str(k), v) for k, v in obj.items() if isinstance(v, Tensor))
@@ -209,12 +219,14 @@ def describe_foreign(sd: Mapping[str, Tensor]) -> str | None:
         if t is not None and t.dim() == 4 and int(t.shape[0]) != 2048:
             return (f"this looks like a pose model (final_layer {int(t.shape[0])} channels, "
                     f"{int(t.shape[1])} in)")
+    if has("decode_head.") or has("auxiliary_head."):
+        return "this looks like an mmsegmentation model (decode_head)"
     if has("last_layer.") and not has("incre_modules.") and not has("neck."):
         return "this looks like an HRNet segmentation model (last_layer head)"
     if "fc.weight" in sd and has("layer4.") and not has("stage2."):
         return "this looks like a ResNet checkpoint"
     if not has("stage2.") and not has("backbone.stage2."):
-        return "this is not an HRNet checkpoint (first keys: " + ", ".join(keys[:3]) + ")"
+        return "this is not an HRNet-C checkpoint (first keys: " + ", ".join(keys[:3]) + ")"
     return None
 
 
@@ -231,6 +243,9 @@ def to_official(sd: Mapping[str, Tensor]) -> tuple["OrderedDict[str, Tensor]", s
                     break
             out[new] = v
         return out, "mmpretrain"
+    if keys and all(k.startswith("backbone.") for k in keys):
+        # an OpenMMLab backbone saved on its own: name it by its width below
+        return OrderedDict((k[len("backbone."):], v) for k, v in sd.items()), "mm backbone"
     return OrderedDict(sd), "official/timm"
 
 
@@ -283,7 +298,8 @@ def convert_checkpoint(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor],
     fit. Returns the official-layout dict and notes describing the layout."""
     foreign = describe_foreign(sd)
     if foreign:
-        raise WeightsError(f"{foreign}, not an HRNet-C {variant} checkpoint")
+        suffix = f", not an HRNet-C {variant} checkpoint" if foreign.startswith("this looks like") else ""
+        raise WeightsError(foreign + suffix)
     official, layout = to_official(sd)
     found = hrnet_variant_of(official)
     if found is not None and found != variant:

@@ -172,6 +172,18 @@ def test_other_models_are_named(meta_model, fixtures_dir, manifest_name, wrap, p
     assert words in msg and msg.endswith("not an HRNet-C w18 checkpoint")
 
 
+@pytest.mark.parametrize("sd,message", [
+    ({"fc.weight": torch.zeros(1000, 2048), "layer4.2.bn3.weight": torch.zeros(2048)},
+     "this looks like a ResNet checkpoint, not an HRNet-C w18 checkpoint"),
+    ({"encoder.weight": torch.zeros(3), "decoder.bias": torch.zeros(3)},
+     "this is not an HRNet-C checkpoint (first keys: encoder.weight, decoder.bias)"),
+])
+def test_unrelated_checkpoints_are_named(meta_model, sd, message):
+    with pytest.raises(WeightsError) as exc:
+        _recognise(meta_model, "w18", sd)
+    assert _errmsg(exc) == message
+
+
 def test_other_class_count_is_named(meta_model, fixtures_dir):
     keys = dict(manifest(fixtures_dir, "hrnet_cls/w18_small_v1.official.json")["keys"])
     keys["classifier.weight"], keys["classifier.bias"] = [100, 2048], [100]
@@ -188,6 +200,21 @@ def test_partial_checkpoint_lists_what_is_missing(meta_model, fixtures_dir):
         _recognise(meta_model, "w18_small_v1", shaped_checkpoint(keys))
     assert _errmsg(exc) == ("checkpoint does not fit HRNet-C w18_small_v1: 1 missing keys "
                             "(e.g. incre_modules.3.0.conv2.weight); 1 unexpected keys (e.g. extra.weight)")
+
+
+def test_mm_backbone_and_segmentation_checkpoints_are_named(meta_model, fixtures_dir):
+    keys = manifest(fixtures_dir, "hrnet_cls/w30.mmpretrain.json")["keys"]
+    backbone = OrderedDict((k, v) for k, v in shaped_checkpoint(keys).items() if k.startswith("backbone."))
+    with pytest.raises(WeightsError) as exc:
+        _recognise(meta_model, "w18", backbone)
+    assert _errmsg(exc) == "this is a w30 checkpoint (expected w18): choose --variant w30"
+    with pytest.raises(WeightsError) as exc:
+        _recognise(meta_model, "w30", backbone)
+    assert _errmsg(exc) == "this is an HRNet w30 backbone without the classification head"
+    seg = OrderedDict(backbone, **{"decode_head.conv_seg.weight": torch.zeros(19, 270, 1, 1)})
+    with pytest.raises(WeightsError) as exc:
+        _recognise(meta_model, "w30", seg)
+    assert _errmsg(exc) == "this looks like an mmsegmentation model (decode_head), not an HRNet-C w30 checkpoint"
 
 
 def test_backbone_only_checkpoint_is_named(meta_model, fixtures_dir):
@@ -232,6 +259,18 @@ def test_not_a_state_dict(spec, meta_model, tmp_path, obj, words):
     with pytest.raises(WeightsError) as exc:
         _load(spec, meta_model, "w18", path)
     assert words in _errmsg(exc)
+
+
+def test_whole_model_pickle_is_explained(spec, meta_model, tmp_path):
+    path = tmp_path / "model.pth"
+    # TrainerState stands for a whole model saved with torch.save(model), alone or wrapped
+    for obj in (TrainerState(), {"epoch": 3, "model": TrainerState()}):
+        torch.save(obj, path)
+        with pytest.raises(WeightsError) as exc:
+            _load(spec, meta_model, "w18", path)
+        msg = _errmsg(exc)
+        assert msg.startswith("model.pth holds a pickled ") and msg.endswith(
+            ".TrainerState, not a state_dict (save model.state_dict() instead of the whole model)")
 
 
 def test_missing_file(spec, meta_model, tmp_path):
