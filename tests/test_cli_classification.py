@@ -197,3 +197,29 @@ def test_wrong_checkpoint_is_diagnosed_in_one_line(tmp_path, run_cli, fixtures_d
     res = run_cli("export", "hrnet_cls", "--variant", "w18_small_v1", "--weights", ckpt, "-o", tmp_path / "x.onnx")
     assert res.code == 2 and "tresnet" in res.err.lower() and "Traceback" not in res.err, res
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("fmt", ["txt", "npy", "bin", "txt1001"])
+def test_eval_scores_recorded_ais_bench_outputs(fmt, tmp_path, run_cli):
+    """The seeds' imagenet_acc_eval.py: a folder of <stem>_0.txt files written by ais_bench."""
+    model = colour_classifier_onnx(tmp_path / "colour.onnx")
+    items = imagenet_label_layout(tmp_path / "d")
+    outs = tmp_path / "ais_out"
+    outs.mkdir()
+    for i, (path, label) in enumerate(items[:-1]):        # one image has no output: reported
+        logits = np.zeros(1000, np.float32)
+        logits[label if i else 5] = 3.0                     # the first one is wrong
+        stem = path.name.split(".")[0]
+        if fmt.startswith("txt"):
+            if fmt == "txt1001":
+                logits = np.concatenate([[9.0], logits]).astype(np.float32)
+            (outs / f"{stem}_0.txt").write_text(" ".join(f"{v:.6f}" for v in logits) + "\n")
+        elif fmt == "npy":
+            np.save(outs / f"{stem}_0.npy", logits)
+        else:
+            logits.tofile(outs / f"{stem}_0.bin")
+    res = run_cli("eval", model, "--data", f"imagenet:{tmp_path / 'd'}", "--outputs", outs, "-o", tmp_path / "r.json")
+    assert res.code == 0, res
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["data"]["evaluated"] == len(items) - 1 and r["data"]["missing_outputs"] == 1
+    assert r["metric"]["top1"] == pytest.approx(100 * (len(items) - 2) / (len(items) - 1), abs=1e-3)

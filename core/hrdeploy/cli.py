@@ -352,20 +352,28 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              ann: Optional[Path] = typer.Option(None, "--ann", help="COCO annotation file (if not under DATA/annotations)."),
              images_dir: Optional[Path] = typer.Option(None, "--images", help="COCO image folder (if not DATA/val2017)."),
              labels: Optional[Path] = typer.Option(None, "--labels", help="ImageNet label file (if not DATA/val_label.txt)."),
+             outputs: Optional[Path] = typer.Option(None, "--outputs", help="Score recorded outputs (ais_bench TXT/NPY folder) instead of running the model."),
              flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
              scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
              opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
              sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
     """Evaluate on a dataset with the model's own pre/post-processing and metric."""
-    from .evaluate import evaluate
+    from .artifact import Artifact
+    from .evaluate import evaluate, score_outputs
 
-    session = _open(model_file, device, sets, threads)
     mopts = _model_options(opts, boxes=str(boxes) if boxes else None, gt_boxes=gt_boxes,
                            ann=str(ann) if ann else None, images=str(images_dir) if images_dir else None,
                            labels=str(labels) if labels else None, flip=flip, scales=scales)
-    with session.runner:
-        res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
-                       workers=workers, progress=_progress("eval"), log=_log)
+    if outputs is not None:
+        art = Artifact.load(model_file)
+        spec = _registry().model(art.model)
+        res = score_outputs(spec, spec.variant(art.variant), data, outputs, output, limit=limit, options=mopts,
+                            describe={"target": art.target, "precision": art.precision, "artifact": str(art.path)})
+    else:
+        session = _open(model_file, device, sets, threads)
+        with session.runner:
+            res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
+                           workers=workers, progress=_progress("eval"), log=_log)
     rows = res.pop("_rows")
     t = Table(title=f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
                     f"{res['data']['evaluated']} images", title_justify="left")

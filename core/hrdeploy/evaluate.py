@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import __version__
 from .engine import Stream
@@ -16,6 +16,11 @@ from .errors import UserError
 from .io import atomic_write_json, dumps
 from .model import SampleRef
 from .session import Session, check_model_options
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import ModelSpec, Variant
 
 ProgressFactory = Callable[[int, int], Any]
 
@@ -123,3 +128,65 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _load_recorded(folder: Path, stem: str) -> "np.ndarray | None":
+    """An output file as ais_bench writes it: ``<stem>_0.txt`` (space-separated floats),
+    ``<stem>_0.npy`` or ``<stem>_0.bin`` (raw float32)."""
+    import numpy as np
+
+    for suffix, reader in ((".npy", np.load),
+                           (".txt", lambda p: np.loadtxt(p, dtype=np.float32, ndmin=1)),
+                           (".bin", lambda p: np.fromfile(p, dtype=np.float32))):
+        path = folder / f"{stem}_0{suffix}"
+        if path.is_file():
+            try:
+                return np.asarray(reader(path), np.float32).reshape(-1)
+            except ValueError as e:
+                raise UserError(f"cannot read {path}: {e}") from None
+    return None
+
+
+def score_outputs(spec: "ModelSpec", variant: "Variant", data: str, outputs_dir: Path, out: Path, *,
+                  limit: int | None = None, options: dict[str, Any] | None = None,
+                  describe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score network outputs recorded by another tool (ais_bench ``--output`` folders of
+    TXT/NPY/BIN files, one per image) with the model's own post-processing and metric: the
+    seeds' ``imagenet_acc_eval.py``, for any single-output classification model."""
+    import numpy as np
+
+    if spec.task != "classification":
+        raise UserError("--outputs scores classification outputs only",
+                        "for pose models run 'hrdeploy eval' on the artifact")
+    if not Path(outputs_dir).is_dir():
+        raise UserError(f"outputs folder not found: {outputs_dir}")
+    kind, path = parse_data(data)
+    opts = check_model_options(spec, options)
+    pipeline = spec.pipeline(variant, opts)
+    dataset = spec.dataset(kind, path, opts)
+    metric = dataset.metric()
+    refs = list(dataset)[: limit or None]
+    name = variant.outputs[0]
+    scored = missing = 0
+    for ref in refs:
+        logits = _load_recorded(Path(outputs_dir), ref.path.name.split(".", 1)[0])
+        if logits is None:
+            missing += 1
+            continue
+        if logits.size == 1001:  # a background-class model, as imagenet_acc_eval.py handles it
+            logits = logits[1:]
+        pred = pipeline.finish(ref, [], [{name: logits.astype(np.float32)}])
+        metric.update(ref, pred)
+        scored += 1
+    if scored == 0:
+        raise UserError(f"no output file in {outputs_dir} matches an image of {data}",
+                        "expected <image stem>_0.txt / .npy / .bin as ais_bench writes them")
+    summary = metric.summary()
+    result = {**(describe or {}), "model": spec.name, "variant": variant.name, "task": spec.task,
+              "source": f"recorded outputs in {outputs_dir}", "data": {"spec": data, **dataset.info(),
+                                                                          "evaluated": scored, "missing_outputs": missing},
+              "metric": summary, "preprocess": pipeline.params, "options": opts,
+              "created": _now(), "hrdeploy_version": __version__}
+    atomic_write_json(out, result)
+    result["_rows"] = metric.rows(summary) + [("missing outputs", str(missing))]
+    return result
