@@ -171,7 +171,8 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
            dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch axis (the default)."),
            opset: int = typer.Option(17, "--opset", help="ONNX opset."),
            ref_images: Optional[Path] = typer.Option(None, "--ref-images", help="Images for the reference set stored with the file."),
-           strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (exit 1) when ONNX Runtime breaches the tolerance.")) -> None:
+           strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (exit 1) when ONNX Runtime breaches the tolerance."),
+           opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model export option KEY=VALUE (e.g. rescore=PATH for dekr).")) -> None:
     """Export a model to ONNX and check ONNX Runtime against PyTorch on the same input."""
     from .export import export as do_export
     from .io import list_images
@@ -184,7 +185,8 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
         raise UserError(f"-o must name an .onnx file, got {output}")
     try:
         rep = do_export(spec, var, output, weights=weights, random_weights=random_weights, seed=seed, batch=batch,
-                        opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None, log=_log)
+                        opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None,
+                        options=_model_options(opts), log=_log)
     except ParityError as e:
         out.print(_parity_table("PyTorch vs ONNX Runtime", e.report))
         raise

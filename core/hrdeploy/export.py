@@ -81,15 +81,31 @@ def _image_size_for(variant: Variant, i: int) -> tuple[int, int]:
 
 
 def run_onnx(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    """ONNX Runtime fp32 outputs for a stack of inputs, in batches the file accepts (a
+    batch-1 export such as DEKR's runs one input at a time)."""
+    from .engine import run_arrays
     from .targets.onnxruntime.runner import OrtRunner
 
-    runner = OrtRunner(path)
-    return runner.run({runner.input_name: x})
+    return run_arrays(OrtRunner(path), x)
+
+
+def _with_options(method: Callable[..., Any], options: dict[str, Any] | None, *args: Any) -> Any:
+    """Call a ModelSpec method, passing model options only to implementations that take them."""
+    import inspect
+
+    if not options:
+        return method(*args)
+    if "options" not in inspect.signature(method).parameters:
+        owner = getattr(method, "__self__", None)
+        raise UserError(f"model {getattr(owner, 'name', '?')!r} takes no export options",
+                        f"drop --opt {', '.join(options)}")
+    return method(*args, options=options)
 
 
 def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None, random_weights: bool,
            seed: int = 0, batch: int | None = None, opset: int = 17, strict: bool = True,
-           ref_images: Sequence[Path] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+           ref_images: Sequence[Path] | None = None, options: dict[str, Any] | None = None,
+           log: Callable[[str], None] = print) -> dict[str, Any]:
     torch = import_torch()
     if weights is None and not random_weights:
         raise UserError("no weights given", "pass --weights CHECKPOINT, or --random-weights to export untrained weights")
@@ -98,7 +114,7 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     if isinstance(variant.input.batch, int) and batch not in (None, variant.input.batch):
         raise UserError(f"{spec.name}/{variant.name} only runs at batch {variant.input.batch}")
     fixed_batch = batch or (variant.input.batch if isinstance(variant.input.batch, int) else None)
-    module = spec.build(variant)
+    module = _with_options(spec.build, options, variant)
     module.eval()
     if weights is not None:
         layout = spec.load_weights(module, Path(weights), variant)
@@ -132,7 +148,7 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
         model = onnx.load(str(tmp_path))
         meta = model_metadata(spec, variant, weights_desc, fixed_batch)
         meta["opset"] = opset
-        extras = spec.artifact_files(variant, Path(weights) if weights else None)
+        extras = _with_options(spec.artifact_files, options, variant, Path(weights) if weights else None)
         meta["extra_files"] = {name: f"{out.stem}.{name}" for name in extras}
         write_onnx_metadata(model, meta)
         try:

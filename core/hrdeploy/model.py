@@ -273,7 +273,8 @@ class ModelSpec:
     def build(self, variant: Variant) -> "torch.nn.Module":
         """Return the PyTorch module in eval mode, with random (uninitialised) weights.
         Its forward takes the ``image`` tensor and returns the outputs in
-        ``variant.outputs`` order (a tensor, or a tuple of tensors)."""
+        ``variant.outputs`` order (a tensor, or a tuple of tensors). An implementation may
+        take an ``options`` keyword: it then receives ``hrdeploy export --opt KEY=VALUE``."""
         raise NotImplementedError
 
     def load_weights(self, module: "torch.nn.Module", path: Path, variant: Variant) -> str:
@@ -323,7 +324,7 @@ class ModelSpec:
     def artifact_files(self, variant: Variant, weights: Path | None) -> dict[str, bytes]:
         """Extra files a deployment needs besides the network (e.g. a rescoring net as
         ``.npz``); ``export`` writes them next to the ONNX file and ``convert`` copies them
-        into the artifact."""
+        into the artifact. May take an ``options`` keyword, like :meth:`build`."""
         return {}
 
     def info(self) -> dict[str, Any]:

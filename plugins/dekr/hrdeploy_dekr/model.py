@@ -28,9 +28,6 @@ from hrdeploy.nn.hrnet import BasicBlock, HRNetBackbone, HRNetConfig, hrnet_cls_
 NUM_JOINTS = 17
 CHANNELS_PER_JOINT = 15
 ADAPT_IMPLS = ("grid_sample", "deformconv")
-# torchvision's fixed 3x3 sampling grid, row-major taps: (ky, kx) = (k // 3 - 1, k % 3 - 1)
-_TAP_Y = (-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
-_TAP_X = (-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0)
 
 
 def dekr_config(width: int) -> HRNetConfig:
@@ -51,8 +48,12 @@ def deform_conv3x3_grid_sample(x: Tensor, dy: Tensor, dx: Tensor, weight: Tensor
     xs = torch.cumsum(ones, dim=3) - 1.0                     # (N, 1, H, W) column index
     h_last = ys[:, :, -1:, :1]                               # H - 1
     w_last = xs[:, :, :1, -1:]                               # W - 1
-    tap_y = torch.tensor(_TAP_Y, dtype=x.dtype, device=x.device).view(1, 9, 1, 1)
-    tap_x = torch.tensor(_TAP_X, dtype=x.dtype, device=x.device).view(1, 9, 1, 1)
+    # torchvision's fixed 3x3 grid, row-major taps: (ky, kx) = (k // 3 - 1, k % 3 - 1); built
+    # with arange (a traced constant) rather than torch.tensor (a tracer warning)
+    k = torch.arange(9, dtype=x.dtype, device=x.device).view(1, 9, 1, 1)
+    tap_y = torch.floor(k / 3.0)
+    tap_x = k - 3.0 * tap_y - 1.0
+    tap_y = tap_y - 1.0
     py = (ys + tap_y) + dy
     px = (xs + tap_x) + dx
     grid = torch.stack([px * (2.0 / w_last) - 1.0, py * (2.0 / h_last) - 1.0], dim=-1)

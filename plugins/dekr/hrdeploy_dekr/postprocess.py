@@ -71,6 +71,9 @@ class ScaleMaps:
             raise ValueError(f"heatmap must be (18, h, w), got {self.heatmap.shape}")
         if self.offset.shape != (2 * NUM_JOINTS, *self.heatmap.shape[1:]):
             raise ValueError(f"offset must be (34, h, w) like the heatmap, got {self.offset.shape}")
+        if self.heatmap_flip is not None and (self.heatmap_flip.shape != self.heatmap.shape
+                                              or self.offset_flip.shape != self.offset.shape):
+            raise ValueError("the flipped run's outputs must have the shapes of the original run's")
 
     @property
     def hw(self) -> tuple[int, int]:

@@ -28,8 +28,7 @@ from typing import Any, Sequence
 
 from hrdeploy.errors import UserError
 from hrdeploy.model import InputSpec
-
-from .preprocess import Normalisation
+from hrdeploy.normalise import Normalisation, records_normalisation
 
 ATC = "atc"
 #: one command line to activate the toolkit, used in every "atc not found" message
@@ -202,6 +201,15 @@ def plan_atc(spec: InputSpec, batch_sizes: Sequence[int], precision: str, soc: s
 
 def _num(v: float) -> str:
     return f"{v:.15g}"
+
+
+def aipp_normalisation(preprocess: dict[str, Any] | None, channels: int = 3) -> Normalisation:
+    """The normalisation AIPP redoes on the device; a model that records none cannot use AIPP
+    (the "/255 only" fallback would silently be wrong for it)."""
+    if not records_normalisation(preprocess):
+        raise UserError("the model records no normalisation (mean/std) in its preprocessing",
+                        "AIPP needs it; convert without --aipp")
+    return Normalisation.from_preprocess(preprocess, channels)
 
 
 def aipp_config(norm: Normalisation, height: int, width: int) -> str:

@@ -3,17 +3,15 @@
 beyond running ``npu-smi info`` once."""
 from __future__ import annotations
 
-import glob
-import importlib.util
 import os
-import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hrdeploy.errors import UserError
+from hrdeploy.toolprobe import find_tool, importable, run_tool
+from hrdeploy.toolprobe import device_nodes as _device_nodes
 
 from .commands import normalise_soc
 from .parsers import NpuSmiInfo, choose_chip, parse_npu_smi_info, parse_version_info
@@ -24,26 +22,12 @@ NPU_SMI_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/local/Ascend/driver/t
 
 
 def find_npu_smi() -> str | None:
-    found = shutil.which("npu-smi")
-    if found:
-        return found
-    for d in NPU_SMI_DIRS:
-        p = Path(d) / "npu-smi"
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    return None
+    return find_tool("npu-smi", NPU_SMI_DIRS)
 
 
 def run_npu_smi(args: tuple[str, ...] = ("info",), timeout: float = 15.0) -> str | None:
     exe = find_npu_smi()
-    if exe is None:
-        return None
-    try:
-        proc = subprocess.run([exe, *args], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    return None if exe is None else run_tool([exe, *args], timeout)
 
 
 def query_chips() -> NpuSmiInfo | None:
@@ -56,7 +40,7 @@ def query_chips() -> NpuSmiInfo | None:
 
 def davinci_nodes() -> list[str]:
     # /dev/davinci0.. are the chips; davinci_manager is the control node
-    return sorted(p for p in glob.glob("/dev/davinci*") if re.search(r"davinci\d+$", p))
+    return _device_nodes("davinci")
 
 
 def toolkit_version() -> tuple[str | None, str | None]:
@@ -104,13 +88,6 @@ class AscendStatus:
                 "ais_bench": self.ais_bench, "aclruntime": self.aclruntime, "npu_smi": self.npu_smi,
                 "davinci": self.davinci, "can_convert": self.can_convert, "can_run": self.can_run,
                 "driver_version": self.chips.driver_version if self.chips else None}
-
-
-def importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def status(query_devices: bool = True) -> AscendStatus:

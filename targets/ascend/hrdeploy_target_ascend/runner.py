@@ -17,10 +17,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hrdeploy.errors import ToolchainMissing, UserError
+from hrdeploy.normalise import Normalisation
 from hrdeploy.target import Runner
 
 from .commands import SET_ENV
-from .preprocess import Normalisation
 
 RUNTIME_HINT = ("install the ais_bench and aclruntime wheels (msit install benchmark, or "
                 f"Ascend/tools ais-bench_workload) and {SET_ENV}")

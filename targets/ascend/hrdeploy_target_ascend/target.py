@@ -13,9 +13,7 @@ development box and the device machine)::
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import shlex
 import shutil
 import subprocess
@@ -26,40 +24,23 @@ from typing import Any, Sequence
 
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
-from hrdeploy.io import atomic_write_json
-from hrdeploy.model import InputSpec
+from hrdeploy.normalise import Normalisation
+from hrdeploy.plan import (SOURCE_ONNX, execute_plan, flag, from_plan_hint, load_plan, option_values, place_source,
+                           plan_files, plan_header, planned_note, stored_plan, write_plan, write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
 
 from . import probe as probe_mod
-from .commands import (ATC, LOG_LEVELS, SET_ENV, AtcJob, AtcPlan, ais_bench_argv, aipp_config,
-                       plan_atc)
+from .commands import ATC, LOG_LEVELS, SET_ENV, AtcPlan, ais_bench_argv, aipp_config, aipp_normalisation, plan_atc
 from .parsers import AisBenchReport, bench_row, load_ais_summary_json, parse_ais_bench_output, parse_atc_output
-from .preprocess import Normalisation
 from .runner import RUNTIME_HINT, AscendRunner, import_infer_session
 
-PLAN_FILE = "plan.json"
-PLAN_SCRIPT = "plan.sh"
 PLAN_FORMAT = "hrdeploy-ascend-plan/1"
-SOURCE_ONNX = "source.onnx"
 ATC_HINT = SET_ENV
+#: what the machine that compiles a plan needs, in notes and hints
+TOOLKIT = "the CANN toolkit"
 #: the first ais_bench run per batch size; seed 004 measures with --loop=20
 FIRST_LOOP = 20
 MAX_LOOP = 100_000
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    low = str(value).strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise UserError(f"--{name} expects on/off, got {value!r}")
-
 
 def _device(value: Any) -> int | None:
     if value is None or str(value).strip().lower() in ("", "auto"):
@@ -75,17 +56,6 @@ def _device(value: Any) -> int | None:
     if dev < 0:
         raise UserError(f"--device must be >= 0, got {dev}")
     return dev
-
-
-def _place_source(src: Path, dst: Path) -> None:
-    """Put the ONNX file inside the artifact (hard link when possible): the recorded ATC
-    command then reads ``source.onnx`` wherever the folder goes."""
-    if dst.exists():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 class AscendTarget(Target):
@@ -131,13 +101,8 @@ class AscendTarget(Target):
                      devices=devices, extra=st.to_dict())
 
     # -- convert -----------------------------------------------------------------------------------
-    def _options(self, given: dict[str, Any]) -> dict[str, Any]:
-        opts = {k: o.default for k, o in self.options.items()}
-        opts.update({k: v for k, v in (given or {}).items() if v is not None})
-        return opts
-
     def convert(self, request: ConvertRequest) -> ConvertResult:
-        opts = self._options(request.options)
+        opts = option_values(self.options, request.options)
         if request.precision not in self.precisions:
             raise UserError(f"Ascend conversion builds fp16 or fp32, not {request.precision}",
                             "int8 on Ascend needs AMCT quantisation, which hrdeploy does not drive")
@@ -145,35 +110,32 @@ class AscendTarget(Target):
             raise ToolchainMissing("atc not found: the Ascend CANN toolkit is not set up on this machine", ATC_HINT)
         device = _device(opts["device"])
         soc, soc_source = probe_mod.resolve_soc(opts["soc"], device)
-        aipp_text = None
-        if _flag(opts["aipp"], "aipp"):
+        aipp_text = norm = None
+        if flag(opts["aipp"], "aipp"):
             fixed = request.input.fixed_size
             if fixed is None:
                 raise UserError("AIPP cannot be combined with size gears (ATC refuses --insert_op_conf with "
                                 "--dynamic_dims)", "convert without --aipp")
-            norm = Normalisation.from_preprocess(request.preprocess, request.input.channels)
+            norm = aipp_normalisation(request.preprocess, request.input.channels)
             aipp_text = aipp_config(norm, *fixed)
         plan = plan_atc(request.input, request.batch_sizes, request.precision, soc, onnx=SOURCE_ONNX,
                         log_level=str(opts["log"]), batch_mode=str(opts["batch_mode"]), aipp=aipp_text,
                         precision_mode=str(opts["precision_mode"]))
 
         out = request.out_dir
-        out.mkdir(parents=True, exist_ok=True)
-        _place_source(request.onnx_path, out / SOURCE_ONNX)
+        place_source(request.onnx_path, out)
         if aipp_text is not None:
             (out / "aipp.cfg").write_text(aipp_text)
         env = self._env(plan)
         plan_doc = {
-            "format": PLAN_FORMAT, "target": self.name, "model": request.model, "variant": request.variant,
-            "task": request.task, "input": request.input.to_dict(), "preprocess": request.preprocess,
-            "precision": request.precision, "batch_sizes": list(request.batch_sizes), "options": opts,
+            **plan_header(PLAN_FORMAT, self.name, request, opts),
             "soc": soc, "soc_source": soc_source, "atc": plan.to_dict(), "env": env, "setup": SET_ENV,
             "jobs": [{"argv": j.argv, "output": j.output, "log": j.log, "batch": j.batch} for j in plan.jobs],
-            "aipp_normalisation": (Normalisation.from_preprocess(request.preprocess, request.input.channels)
-                                   .to_dict() if aipp_text else None),
+            "aipp_normalisation": norm.to_dict() if norm is not None else None,
         }
-        atomic_write_json(out / PLAN_FILE, plan_doc)
-        self._write_script(out / PLAN_SCRIPT, plan.jobs, env)
+        write_plan(out, plan_doc)
+        write_plan_script(out, "the Ascend CANN toolkit", [(j.argv, j.log) for j in plan.jobs], env=env,
+                          setup=[f"command -v atc >/dev/null 2>&1 || . {SET_ENV.split(' ', 1)[1]}"])
         return self._execute(plan_doc, out, request)
 
     @staticmethod
@@ -182,22 +144,9 @@ class AscendTarget(Target):
         # instead of ~/ascend/log
         return {} if plan.jobs and "--log=null" in plan.jobs[0].argv else {"ASCEND_SLOG_PRINT_TO_STDOUT": "1"}
 
-    @staticmethod
-    def _write_script(path: Path, jobs: Sequence[AtcJob], env: dict[str, str]) -> None:
-        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        lines = ["#!/bin/sh",
-                 "# hrdeploy plan: compile this artifact on a machine with the Ascend CANN toolkit.",
-                 "# Preferred: hrdeploy convert --from-plan <this folder>  (records the result and checks parity).",
-                 "set -e", 'cd "$(dirname "$0")"',
-                 f"command -v atc >/dev/null 2>&1 || . {SET_ENV.split(' ', 1)[1]}"]
-        for j in jobs:
-            lines.append(f"{prefix + ' ' if prefix else ''}{j.cmd} > {shlex.quote(j.log)} 2>&1")
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o755)
-
     def _execute(self, plan_doc: dict[str, Any], out: Path, request: ConvertRequest) -> ConvertResult:
         """Run (or, on a dry run, record) every ATC job of a plan; check what each one wrote."""
-        files: dict[str, str] = {"source_onnx": SOURCE_ONNX, "plan": PLAN_FILE, "plan_script": PLAN_SCRIPT}
+        files = plan_files()
         if (out / "aipp.cfg").is_file():
             files["aipp"] = "aipp.cfg"
         checks: list[dict[str, Any]] = []
@@ -206,9 +155,7 @@ class AscendTarget(Target):
         for i, job in enumerate(plan_doc["jobs"]):
             argv, output, log = job["argv"], job["output"], job["log"]
             if request.dry_run:
-                request.record(argv, cwd=out, log=out / log, env=env or None,
-                               note="planned (--dry-run): run with 'hrdeploy convert --from-plan' on a "
-                                    "machine with the CANN toolkit")
+                request.record(argv, cwd=out, log=out / log, env=env or None, note=planned_note(TOOLKIT))
                 om_name = output + ".om"
             else:
                 proc = request.run(argv, cwd=out, log=out / log, env=env or None, check=False, tool_hint=ATC_HINT)
@@ -254,18 +201,7 @@ class AscendTarget(Target):
         commands (with exit codes and durations) for the manifest; the core then updates
         ``files``, ``toolchain``, ``checks``, ``commands``, ``conversion`` and ``dry_run`` and runs
         its parity check."""
-        folder = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
-        plan_path = folder / PLAN_FILE
-        if not plan_path.is_file():
-            raise UserError(f"{folder} has no {PLAN_FILE}", "convert --dry-run --target ascend writes it")
-        try:
-            plan_doc = json.loads(plan_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise UserError(f"{plan_path} is not valid JSON: {e}") from None
-        if plan_doc.get("format") != PLAN_FORMAT:
-            raise UserError(f"{plan_path} is not an Ascend plan (format {plan_doc.get('format')!r})")
-        if not (folder / SOURCE_ONNX).is_file():
-            raise UserError(f"{folder / SOURCE_ONNX} is missing", "copy the whole artifact folder")
+        folder, plan_doc = load_plan(artifact, PLAN_FORMAT, "an Ascend plan", self.name)
         if shutil.which(ATC) is None:
             raise ToolchainMissing("atc not found: the Ascend CANN toolkit is not set up on this machine", ATC_HINT)
         local = probe_mod.query_chips()
@@ -273,24 +209,15 @@ class AscendTarget(Target):
             socs = {c.soc for c in local.chips if c.soc}
             if socs and plan_doc["soc"] not in socs:
                 log(f"note: the plan compiles for {plan_doc['soc']}, this machine has {', '.join(sorted(socs))}")
-        request = ConvertRequest(
-            onnx_path=folder / SOURCE_ONNX, out_dir=folder, model=plan_doc["model"], variant=plan_doc["variant"],
-            task=plan_doc["task"], input=InputSpec.from_dict(plan_doc["input"]), preprocess=plan_doc["preprocess"],
-            precision=plan_doc["precision"], batch_sizes=list(plan_doc["batch_sizes"]),
-            options=plan_doc["options"], dry_run=False, log=log)
-        result = self._execute(plan_doc, folder, request)
-        result.extra["commands"] = request.commands
-        result.extra["planned"] = False
-        return result
+        return execute_plan(plan_doc, folder, self._execute, log)
 
     # -- run ---------------------------------------------------------------------------------------
     @staticmethod
     def _conversion(artifact: Artifact) -> dict[str, Any]:
         conv = dict(artifact.manifest.get("conversion") or {})
         if not conv:  # older manifests / hand-run plan.sh: read the plan
-            plan = artifact.folder / PLAN_FILE
-            if plan.is_file():
-                doc = json.loads(plan.read_text(encoding="utf-8"))
+            doc = stored_plan(artifact.folder)
+            if doc is not None:
                 atc = doc.get("atc", {})
                 conv = {"soc": doc.get("soc"), "dynamic": atc.get("dynamic"), "aipp": atc.get("aipp"),
                         "aipp_normalisation": doc.get("aipp_normalisation"),
@@ -310,16 +237,14 @@ class AscendTarget(Target):
             found = sorted(folder.glob("model*.om"))
             if not by_batch and len(found) == 1:
                 return {None: found[0]}
-            raise UserError(f"{artifact.path} has no compiled model ({', '.join(missing)})",
-                            "it is a --dry-run plan: run 'hrdeploy convert --from-plan' on a machine with "
-                            "the CANN toolkit first")
+            raise UserError(f"{artifact.path} has no compiled model ({', '.join(missing)})", from_plan_hint(TOOLKIT))
         return om
 
     def open(self, artifact: Artifact, device: str | None = None,
              options: dict[str, Any] | None = None) -> Runner:
         conv = self._conversion(artifact)
         om = self._om_files(artifact, conv)
-        opts = self._options(options or {})
+        opts = option_values(self.options, options)
         dev = _device(device if device is not None else opts.get("device"))
         factory = import_infer_session()
         chips = probe_mod.query_chips()
@@ -331,8 +256,8 @@ class AscendTarget(Target):
         norm = None
         if conv.get("aipp"):
             nd = conv.get("aipp_normalisation")
-            norm = Normalisation.from_dict(nd) if nd else Normalisation.from_preprocess(
-                artifact.manifest.get("preprocess"), artifact.input.channels)
+            norm = Normalisation.from_dict(nd) if nd else aipp_normalisation(artifact.manifest.get("preprocess"),
+                                                                             artifact.input.channels)
         sizes = artifact.sizes
         return AscendRunner(om, device_id, dynamic=conv.get("dynamic"), input_name=artifact.input.name,
                             output_names=list(artifact.manifest.get("outputs") or []),

@@ -8,9 +8,9 @@ import pytest
 
 from hrdeploy.errors import UserError
 from hrdeploy.model import InputSpec
-from hrdeploy_target_ascend.commands import (ais_bench_argv, aipp_config, normalise_soc, parse_aipp_config,
-                                             plan_atc, precision_mode_for)
-from hrdeploy_target_ascend.preprocess import Normalisation
+from hrdeploy.normalise import Normalisation
+from hrdeploy_target_ascend.commands import (ais_bench_argv, aipp_config, aipp_normalisation, normalise_soc,
+                                             parse_aipp_config, plan_atc, precision_mode_for)
 
 # The commands as the seeds print them (shell variables left in, substituted below).
 # seed 000 (HRNet-W18-C), step "执行ATC命令", chip_name = Ascend310P3 (the guide's own example)
@@ -182,7 +182,9 @@ def test_normalisation_round_trip() -> None:
     x = norm.apply(pixels)
     assert np.array_equal(norm.to_uint8_nhwc(x), pixels)
     with pytest.raises(UserError, match="no normalisation"):
-        Normalisation.from_preprocess({"resize": 256})
+        aipp_normalisation({"resize": 256})
+    assert aipp_normalisation({"std": [0.229, 0.224, 0.225]}) == Normalisation.from_preprocess(
+        {"mean": [0, 0, 0], "std": [0.229, 0.224, 0.225]})
 
 
 def test_ais_bench_pure_inference_command() -> None:

@@ -14,6 +14,7 @@ from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.model import InputSpec
 from hrdeploy.target import ConvertRequest
+from hrdeploy.testing.standins import artifact_from_result, normalised_pixels
 from hrdeploy_target_ascend.target import AscendTarget
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -30,21 +31,11 @@ def request(onnx: Path, out: Path, *, spec: InputSpec = SMALL, batches=(1,), pre
 
 
 def artifact_from(req: ConvertRequest, result) -> Artifact:
-    """The manifest fields the core writes from a ConvertResult (core/hrdeploy/convert.py)."""
-    manifest = {"format": "hrdeploy-artifact/1", "model": req.model, "variant": req.variant, "task": req.task,
-                "input": req.input.to_dict(), "outputs": ["heatmaps", "logits"], "preprocess": req.preprocess,
-                "target": "ascend", "precision": req.precision, "batch_sizes": result.batch_sizes,
-                "sizes": [list(s) for s in (result.sizes or [])] or None, "files": dict(result.files),
-                "commands": req.commands, "dry_run": req.dry_run, "conversion": result.extra}
-    return Artifact(req.out_dir, manifest)
+    return artifact_from_result(req, result, "ascend", ["heatmaps", "logits"])
 
 
 def inputs(n: int, h: int = 16, w: int = 24, seed: int = 0) -> np.ndarray:
-    """Normalised tensors made from uint8 pixels, as every resize/crop pipeline makes them."""
-    px = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3)).astype(np.float32)
-    mean = np.array([123.675, 116.28, 103.53], np.float32)
-    std = np.array([58.395, 57.12, 57.375], np.float32)
-    return ((px - mean) / std).transpose(0, 3, 1, 2).copy()
+    return normalised_pixels(n, h, w, seed)
 
 
 def assert_close(test: list[np.ndarray], ref: list[np.ndarray], rel: float = 1e-5) -> None:

@@ -47,14 +47,14 @@ CMODEL_SO_LOCK = "/tmp/cmodel_so.lock"
 # -- framing ---------------------------------------------------------------------------------
 
 def write_message(fh: IO[bytes], meta: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> None:
-    arrays = [np.ascontiguousarray(a) for a in arrays]
+    arrays = [np.require(a, requirements="C") for a in arrays]  # keeps 0-d arrays 0-d
     head = dict(meta)
     head["arrays"] = [{"dtype": a.dtype.str, "shape": list(a.shape)} for a in arrays]
     data = json.dumps(head).encode("utf-8")
     fh.write(HEADER.pack(MAGIC, len(data)))
     fh.write(data)
     for a in arrays:
-        fh.write(memoryview(a).cast("B"))
+        fh.write(a.reshape(-1).view(np.uint8))  # no copy; any dtype, 0-d and empty arrays
     fh.flush()
 
 

@@ -66,6 +66,11 @@ def inputs(n: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def make_inputs() -> Callable[[int, int], np.ndarray]:
+    return inputs
+
+
+@pytest.fixture(scope="session")
 def make_request() -> Callable[..., Any]:
     from hrdeploy.model import InputSpec
     from hrdeploy.target import ConvertRequest

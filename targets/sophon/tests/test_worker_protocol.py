@@ -19,11 +19,24 @@ def test_framing_round_trip_over_a_pipe() -> None:
     r, w = os.pipe()
     arrays = [np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.array([[1, -2]], np.int8),
               np.zeros((0, 5), np.float32), np.float64(3.5) * np.ones(()), np.arange(6, dtype=">i4")]
-    with os.fdopen(w, "wb") as fw, os.fdopen(r, "rb") as fr:
-        t = threading.Thread(target=W.write_message, args=(fw, {"op": "run", "batches": 5}, arrays))
-        t.start()  # 5 arrays may exceed the pipe buffer: write and read concurrently
-        meta, got = W.read_message(fr)
-        t.join()
+    errors: list[BaseException] = []
+
+    def writer(fw: object) -> None:
+        try:
+            W.write_message(fw, {"op": "run", "batches": 5}, arrays)  # type: ignore[arg-type]
+        except BaseException as e:  # surfaced below; closing the pipe ends the reader
+            errors.append(e)
+        finally:
+            fw.close()  # type: ignore[attr-defined]
+
+    with os.fdopen(r, "rb") as fr:
+        t = threading.Thread(target=writer, args=(os.fdopen(w, "wb"),))
+        t.start()  # the arrays may exceed the pipe buffer: write and read concurrently
+        try:
+            meta, got = W.read_message(fr)
+        finally:
+            t.join(timeout=30)
+    assert not errors
     assert meta == {"op": "run", "batches": 5}
     for a, b in zip(arrays, got):
         assert a.dtype == b.dtype and a.shape == b.shape

@@ -8,7 +8,8 @@ first", larger values are 0..255 units, or give ``scale`` explicitly), ``resize`
 as an int, or [h, w]; also ``resize_short``/``resize_size``), ``crop`` (int or [h, w]; also
 ``crop_size``/``center_crop``; a text value, such as DEKR's description of its affine
 warp, means the host does it) and ``color`` (``rgb``, the default, or ``bgr``; also
-``channel_order``/``pixel_format``).
+``channel_order``/``pixel_format``). The mean/std part is :mod:`hrdeploy.normalise`'s, shared
+with the other targets.
 """
 from __future__ import annotations
 
@@ -18,18 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from hrdeploy.errors import UserError
-
-
-def _vector(value: Any, name: str, channels: int) -> tuple[float, ...]:
-    if isinstance(value, (int, float)):
-        return (float(value),) * channels
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise UserError(f"preprocessing {name} is not a list of numbers: {value!r}") from None
-    if len(out) != channels:
-        raise UserError(f"preprocessing {name} has {len(out)} values, the input has {channels} channels")
-    return out
+from hrdeploy.normalise import Normalisation
 
 
 def _size(value: Any, name: str) -> tuple[int, int] | int | None:
@@ -64,16 +54,7 @@ class Preprocess:
     @classmethod
     def from_params(cls, pre: Mapping[str, Any] | None, input_hw: tuple[int, int], channels: int = 3) -> "Preprocess":
         pre = dict(pre or {})
-        mean = _vector(pre.get("mean", [0.0] * channels), "mean", channels)
-        std = _vector(pre.get("std", [1.0] * channels), "std", channels)
-        if any(s == 0 for s in std):
-            raise UserError(f"preprocessing std has a zero: {list(std)}")
-        if pre.get("scale") is not None:
-            scale = float(pre["scale"])
-        elif max(abs(v) for v in (*mean, *std)) > 1.0:
-            scale = 1.0
-        else:
-            scale = 1.0 / 255.0
+        norm = Normalisation.from_preprocess(pre, channels)
         crop = _size(next((pre[k] for k in ("crop", "crop_size", "center_crop") if k in pre), None), "crop")
         crop_hw = (crop, crop) if isinstance(crop, int) else crop or tuple(input_hw)
         if tuple(crop_hw) != tuple(input_hw):
@@ -85,16 +66,19 @@ class Preprocess:
         color = str(pre.get("color", pre.get("channel_order", pre.get("pixel_format", "rgb")))).lower()
         if color not in ("rgb", "bgr"):
             raise UserError(f"preprocessing color must be rgb or bgr, got {color!r}")
-        return cls(tuple(m / scale for m in mean), tuple(s / scale for s in std),
-                   tuple(resize_hw), tuple(crop_hw), color)  # type: ignore[arg-type]
+        return cls(norm.mean255, norm.std255, tuple(resize_hw), tuple(crop_hw), color)  # type: ignore[arg-type]
+
+    @property
+    def norm(self) -> Normalisation:
+        return Normalisation(self.mean255, self.std255)
 
     @property
     def mean01(self) -> list[float]:
-        return [m / 255.0 for m in self.mean255]
+        return self.norm.mean01
 
     @property
     def std01(self) -> list[float]:
-        return [s / 255.0 for s in self.std255]
+        return self.norm.std01
 
     @property
     def crop_xy(self) -> tuple[int, int]:
@@ -103,9 +87,7 @@ class Preprocess:
     def to_uint8_nchw(self, x: np.ndarray) -> np.ndarray:
         """Invert the normalisation of a float NCHW batch back to its uint8 pixels (exact for
         pipelines that normalise uint8 images)."""
-        mean = np.asarray(self.mean255, dtype=np.float64).reshape(1, -1, 1, 1)
-        std = np.asarray(self.std255, dtype=np.float64).reshape(1, -1, 1, 1)
-        return np.clip(np.rint(x.astype(np.float64) * std + mean), 0, 255).astype(np.uint8)
+        return self.norm.to_uint8_nchw(x)
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean255": list(self.mean255), "std255": list(self.std255), "resize": list(self.resize),

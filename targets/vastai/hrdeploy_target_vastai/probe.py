@@ -3,14 +3,11 @@
 so it is only called when running as root."""
 from __future__ import annotations
 
-import glob
-import importlib.util
-import os
-import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
+
+from hrdeploy.toolprobe import find_tool, importable, is_root, run_tool
+from hrdeploy.toolprobe import device_nodes as _device_nodes
 
 from .configs import VAMC, VAMP
 from .parsers import VasmiInfo, parse_vasmi
@@ -20,42 +17,19 @@ EXTRA_BIN_DIRS = ("/opt/vastai/vastpipe/vastpipe/bin", "/opt/vastai/vaststreamx/
 
 
 def which(tool: str) -> str | None:
-    found = shutil.which(tool)
-    if found:
-        return found
-    for d in EXTRA_BIN_DIRS:
-        p = os.path.join(d, tool)
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
+    return find_tool(tool, EXTRA_BIN_DIRS)
 
 
 def device_nodes() -> list[str]:
     # /dev/vastai0, /dev/vastai1 ... are the dies; *_version, *_ctl etc. are control nodes
-    return sorted(p for p in glob.glob("/dev/vastai*") if re.search(r"vastai\d+$", p))
-
-
-def importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
+    return _device_nodes("vastai")
 
 
 def run_vasmi(*args: str, timeout: float = 10.0) -> str | None:
     exe = which("vasmi")
-    if exe is None or not _is_root():
+    if exe is None or not is_root():
         return None
-    try:
-        proc = subprocess.run([exe, *args], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    return run_tool([exe, *args], timeout)
 
 
 def query_cards() -> VasmiInfo | None:
@@ -98,7 +72,7 @@ class VastaiStatus:
 def status() -> VastaiStatus:
     return VastaiStatus(vamc=which(VAMC), vamp=which(VAMP), vasmi=which("vasmi"),
                         vaststreamx=importable("vaststreamx"), vaststream=importable("vaststream"),
-                        nodes=device_nodes(), cards=query_cards(), root=_is_root())
+                        nodes=device_nodes(), cards=query_cards(), root=is_root())
 
 
 def vamc_version() -> str | None:

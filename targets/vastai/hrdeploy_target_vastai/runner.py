@@ -51,6 +51,16 @@ def import_vsx() -> Any:
     return vsx
 
 
+def _the_input(feeds: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The one input array: by name, or the only one given under another name."""
+    x = feeds.get(name)
+    if x is None and len(feeds) == 1:
+        x = next(iter(feeds.values()))
+    if x is None:
+        raise UserError(f"the model input is {name!r}; got {sorted(feeds)}")
+    return x
+
+
 class VastaiRunner(Runner):
     def __init__(self, prefix: Path, device_id: int, *, input_name: str, output_names: Sequence[str],
                  size: tuple[int, int], channels: int = 3, batch: int = 1, input_mode: str = "tensor",
@@ -103,11 +113,7 @@ class VastaiRunner(Runner):
                 for p in pixels]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        x = feeds.get(self.input_name)
-        if x is None and len(feeds) == 1:
-            x = next(iter(feeds.values()))
-        if x is None:
-            raise UserError(f"the model input is {self.input_name!r}; got {sorted(feeds)}")
+        x = _the_input(feeds, self.input_name)
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or tuple(x.shape[2:]) != self.size or x.shape[1] != self.channels:
             raise UserError(f"this build takes {self.channels}x{self.size[0]}x{self.size[1]} inputs, got {x.shape[1:]}")
@@ -163,11 +169,7 @@ class GearRunner(Runner):
         return self._runners[size]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        x = feeds.get(self.input_name)
-        if x is None and len(feeds) == 1:
-            x = next(iter(feeds.values()))
-        if x is None:
-            raise UserError(f"the model input is {self.input_name!r}; got {sorted(feeds)}")
+        x = _the_input(feeds, self.input_name)
         runner = self._get((int(x.shape[2]), int(x.shape[3])))
         outs = runner.run({self.input_name: x})
         self.output_names = runner.output_names

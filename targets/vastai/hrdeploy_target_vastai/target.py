@@ -14,11 +14,8 @@ Artifact layout (paths relative to the artifact folder; vamc and vamp run with c
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -27,7 +24,9 @@ from typing import Any, Sequence
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.io import atomic_write_json, list_images
-from hrdeploy.model import InputSpec
+from hrdeploy.plan import (PLAN_FILE, SOURCE_ONNX, execute_plan, flag, from_plan_hint, link_or_copy, load_plan,
+                           option_values, place_source, plan_files, plan_header, planned_note, stored_plan, write_plan,
+                           write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
 
 from . import probe as probe_mod
@@ -38,24 +37,9 @@ from .preprocess import Preprocess
 from .runner import GearRunner, VastaiRunner, import_vsx
 from .yamlemit import dump
 
-PLAN_FILE = "plan.json"
-PLAN_SCRIPT = "plan.sh"
 PLAN_FORMAT = "hrdeploy-vastai-plan/1"
-SOURCE_ONNX = "source.onnx"
 CALIB_DIR = "calib"
 MODEL_SUFFIXES = (".so", ".json", ".params")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    low = str(value).strip().lower()
-    if low in _TRUE | _FALSE:
-        return low in _TRUE
-    raise UserError(f"--{name} expects on/off, got {value!r}")
 
 
 def _int_option(value: Any, name: str, minimum: int = 0) -> int:
@@ -81,15 +65,6 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "model"
 
 
-def _place_source(src: Path, dst: Path) -> None:
-    if dst.exists():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def copy_calibration(src: Path, dst: Path, count: int) -> CalibSet:
     """Copy the first ``count`` images of ``src`` into the artifact. vamc samples one file
     suffix, so the most common suffix wins and other images are left out."""
@@ -101,11 +76,7 @@ def copy_calibration(src: Path, dst: Path, count: int) -> CalibSet:
     chosen = [p for p in images if p.suffix.lstrip(".") == suffix][:count]
     dst.mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(chosen):
-        target = dst / f"{i:05d}_{p.name}"
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copyfile(p, target)
+        link_or_copy(p, dst / f"{i:05d}_{p.name}")
     return CalibSet(path=f"./{dst.name}", suffix=suffix, count=len(chosen))
 
 
@@ -154,13 +125,8 @@ class VastaiTarget(Target):
                      devices=devices, extra=st.to_dict())
 
     # -- convert -----------------------------------------------------------------------------------
-    def _options(self, given: dict[str, Any] | None) -> dict[str, Any]:
-        opts = {k: o.default for k, o in self.options.items()}
-        opts.update({k: v for k, v in (given or {}).items() if v is not None})
-        return opts
-
     def convert(self, request: ConvertRequest) -> ConvertResult:
-        opts = self._options(request.options)
+        opts = option_values(self.options, request.options)
         if request.precision not in self.precisions:
             raise UserError(f"VastAI builds fp16 or int8, not {request.precision}", "choose --precision fp16 or int8")
         generation = str(opts["generation"])
@@ -178,12 +144,11 @@ class VastaiTarget(Target):
         if not sizes:
             raise UserError("the model takes any input size but declares no size gears",
                             "vamc compiles one shape per build: the model plugin must list gears")
-        softmax = _flag(opts["softmax"], "softmax")
+        softmax = flag(opts["softmax"], "softmax")
         name = _safe_name(str(opts["name"]) or f"{request.model}_{request.variant}")
 
         out = request.out_dir
-        out.mkdir(parents=True, exist_ok=True)
-        _place_source(request.onnx_path, out / SOURCE_ONNX)
+        place_source(request.onnx_path, out)
         calib = None
         if request.precision == "int8":
             assert request.calib_dir is not None
@@ -212,24 +177,13 @@ class VastaiTarget(Target):
                 atomic_write_json(out / build["vdsp_params_sdk1"], vdsp_params_sdk1(pre))
                 atomic_write_json(out / build["model_info"], model_info(bname, prefix), indent=4)
             builds.append(build)
-        plan_doc = {"format": PLAN_FORMAT, "target": self.name, "model": request.model, "variant": request.variant,
-                    "task": request.task, "input": spec.to_dict(), "preprocess": request.preprocess,
-                    "precision": request.precision, "batch_sizes": list(request.batch_sizes), "options": opts,
+        plan_doc = {**plan_header(PLAN_FORMAT, self.name, request, opts),
                     "generation": generation, "quant_mode": quant if request.precision == "int8" else None,
                     "softmax": softmax, "calibration": calib.__dict__ if calib else None, "builds": builds,
                     "setup": SETUP_HINT}
-        atomic_write_json(out / PLAN_FILE, plan_doc)
-        self._write_script(out / PLAN_SCRIPT, builds)
+        write_plan(out, plan_doc)
+        write_plan_script(out, "the VastAI SDK (vamc)", [(b["argv"], b["log"]) for b in builds])
         return self._execute(plan_doc, out, request)
-
-    @staticmethod
-    def _write_script(path: Path, builds: Sequence[dict[str, Any]]) -> None:
-        lines = ["#!/bin/sh", "# hrdeploy plan: compile this artifact on a machine with the VastAI SDK (vamc).",
-                 "# Preferred: hrdeploy convert --from-plan <this folder>  (records the result and checks parity).",
-                 "set -e", 'cd "$(dirname "$0")"']
-        lines += [f"{cmd(b['argv'])} > {shlex.quote(b['log'])} 2>&1" for b in builds]
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o755)
 
     @staticmethod
     def _find_outputs(out: Path, build: dict[str, Any], generation: str) -> str | None:
@@ -246,15 +200,13 @@ class VastaiTarget(Target):
 
     def _execute(self, plan_doc: dict[str, Any], out: Path, request: ConvertRequest) -> ConvertResult:
         generation = plan_doc["generation"]
-        files: dict[str, str] = {"source_onnx": SOURCE_ONNX, "plan": PLAN_FILE, "plan_script": PLAN_SCRIPT}
+        files = plan_files()
         checks: list[dict[str, Any]] = []
         builds = []
         for i, b in enumerate(plan_doc["builds"]):
             b = dict(b)
             if request.dry_run:
-                request.record(b["argv"], cwd=out, log=out / b["log"],
-                               note="planned (--dry-run): run with 'hrdeploy convert --from-plan' on a machine "
-                                    "with vamc")
+                request.record(b["argv"], cwd=out, log=out / b["log"], note=planned_note("vamc"))
             else:
                 proc = request.run(b["argv"], cwd=out, log=out / b["log"], check=False, tool_hint=SETUP_HINT)
                 assert proc is not None
@@ -290,44 +242,29 @@ class VastaiTarget(Target):
     def run_plan(self, artifact: Artifact | Path | str, log: Any = print) -> ConvertResult:
         """Compile a ``convert --dry-run`` artifact where vamc is (``hrdeploy convert --from-plan``);
         same contract as the Ascend target's: ``result.extra["commands"]`` holds what ran."""
-        folder = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
-        plan_path = folder / PLAN_FILE
-        if not plan_path.is_file():
-            raise UserError(f"{folder} has no {PLAN_FILE}", "convert --dry-run --target vastai writes it")
-        plan_doc = json.loads(plan_path.read_text(encoding="utf-8"))
-        if plan_doc.get("format") != PLAN_FORMAT:
-            raise UserError(f"{plan_path} is not a VastAI plan (format {plan_doc.get('format')!r})")
+        folder, plan_doc = load_plan(artifact, PLAN_FORMAT, "a VastAI plan", self.name)
         if probe_mod.which(VAMC) is None:
             raise ToolchainMissing("vamc not found: the VastAI compiler is not installed on this machine", SETUP_HINT)
-        request = ConvertRequest(
-            onnx_path=folder / SOURCE_ONNX, out_dir=folder, model=plan_doc["model"], variant=plan_doc["variant"],
-            task=plan_doc["task"], input=InputSpec.from_dict(plan_doc["input"]), preprocess=plan_doc["preprocess"],
-            precision=plan_doc["precision"], batch_sizes=list(plan_doc["batch_sizes"]), options=plan_doc["options"],
-            dry_run=False, log=log)
-        result = self._execute(plan_doc, folder, request)
-        result.extra["commands"] = request.commands
-        return result
+        return execute_plan(plan_doc, folder, self._execute, log)
 
     # -- run ---------------------------------------------------------------------------------------
     @staticmethod
     def _builds(artifact: Artifact) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         conv = dict(artifact.manifest.get("conversion") or {})
         if not conv.get("builds"):
-            plan = artifact.folder / PLAN_FILE
-            if not plan.is_file():
+            doc = stored_plan(artifact.folder)
+            if doc is None:
                 raise UserError(f"{artifact.path} is not a VastAI artifact (no build list, no {PLAN_FILE})")
-            doc = json.loads(plan.read_text(encoding="utf-8"))
             conv = {"generation": doc["generation"], "builds": doc["builds"]}
         builds = conv["builds"]
         for b in builds:
             if not any((artifact.folder / (b["prefix"] + s)).is_file() for s in MODEL_SUFFIXES):
-                raise UserError(f"{artifact.path} has no compiled model ({b['prefix']}.*)",
-                                "it is a --dry-run plan: run 'hrdeploy convert --from-plan' on a machine with vamc first")
+                raise UserError(f"{artifact.path} has no compiled model ({b['prefix']}.*)", from_plan_hint("vamc"))
         return conv, builds
 
     def open(self, artifact: Artifact, device: str | None = None, options: dict[str, Any] | None = None) -> Runner:
         conv, builds = self._builds(artifact)
-        opts = self._options(options)
+        opts = option_values(self.options, options)
         dev = _device(device if device is not None else opts.get("device"))
         import_vsx()
         if not probe_mod.device_nodes():
@@ -358,7 +295,7 @@ class VastaiTarget(Target):
         if vamp is None:
             raise ToolchainMissing("vamp not found: the VastAI vastpipe tools are not set up on this machine",
                                    SETUP_HINT)
-        opts = self._options(artifact.manifest.get("target_options"))
+        opts = option_values(self.options, artifact.manifest.get("target_options"))
         dev = _device(device if device is not None else opts.get("device"))
         instances = _int_option(opts["instances"], "instances", 1)
         iterations = _int_option(opts["iterations"], "iterations", 1)

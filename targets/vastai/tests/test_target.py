@@ -13,6 +13,7 @@ from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.model import InputSpec
 from hrdeploy.target import ConvertRequest
+from hrdeploy.testing.standins import artifact_from_result, normalised_pixels
 from hrdeploy_target_vastai.runner import tensorize_fp16
 from hrdeploy_target_vastai.target import VastaiTarget
 
@@ -30,20 +31,11 @@ def request(onnx: Path, out: Path, *, spec: InputSpec = SMALL, precision="fp16",
 
 
 def artifact_from(req: ConvertRequest, result) -> Artifact:
-    manifest = {"format": "hrdeploy-artifact/1", "model": req.model, "variant": req.variant, "task": req.task,
-                "input": req.input.to_dict(), "outputs": ["heatmaps", "logits"], "preprocess": req.preprocess,
-                "target": "vastai", "precision": req.precision, "batch_sizes": result.batch_sizes,
-                "sizes": [list(s) for s in (result.sizes or [])] or None, "files": dict(result.files),
-                "target_options": req.options, "commands": req.commands, "dry_run": req.dry_run,
-                "conversion": result.extra}
-    return Artifact(req.out_dir, manifest)
+    return artifact_from_result(req, result, "vastai", ["heatmaps", "logits"])
 
 
 def inputs(n: int, h: int = 16, w: int = 24, seed: int = 0) -> np.ndarray:
-    px = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3)).astype(np.float32)
-    mean = np.array([123.675, 116.28, 103.53], np.float32)
-    std = np.array([58.395, 57.12, 57.375], np.float32)
-    return ((px - mean) / std).transpose(0, 3, 1, 2).copy()
+    return normalised_pixels(n, h, w, seed)
 
 
 def assert_close(test, ref, rel: float) -> None:
