@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wait-max", type=float, default=1200, help="give up waiting after this many seconds (default 1200)")
     p.add_argument("--no-wait", action="store_true", help="measure at once, whatever the load")
     p.add_argument("--rebuild", action="store_true", help="re-export and re-convert the cached models")
+    p.add_argument("--build-only", action="store_true", help="only export and convert the models into the cache")
     p.add_argument("--cache", type=Path, default=HERE / ".cache", help="model cache (default benchmarks/.cache)")
     p.add_argument("--out-dir", type=Path, default=HERE / "results", help="results folder (default benchmarks/results)")
     return p.parse_args(argv)
@@ -73,10 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds or (1 if quick else 2), threads=threads,
         eval_images=args.eval_images or (24 if quick else 64), peak_seconds=1.5 if quick else 3.0,
         wait_load=None if (args.no_wait or quick) else args.wait_load, wait_max=args.wait_max,
-        rebuild=args.rebuild, cache=args.cache, out_dir=args.out_dir, quick=quick, log=log,
+        rebuild=args.rebuild, build_only=args.build_only, cache=args.cache, out_dir=args.out_dir, quick=quick, log=log,
         command="python benchmarks/run.py" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
     )
     results = run(settings)
+    if results is None:  # --build-only
+        return 0
     return 0 if all(r["passed"] is not False for r in results["checks"] if r["required"]) else 1
 
 

@@ -54,6 +54,7 @@ class Settings:
     wait_max: float = 1200.0
     wait_poll: float = 60.0
     rebuild: bool = False
+    build_only: bool = False
     cache: Path = Path("benchmarks/.cache")
     out_dir: Path = Path("benchmarks/results")
     command: str = ""
@@ -258,7 +259,7 @@ def run_eval(sessions: dict[str, Any], s: Settings, workdir: Path, batch: int = 
     return out
 
 
-def run(s: Settings) -> dict[str, Any]:
+def run(s: Settings) -> dict[str, Any] | None:
     from hrdeploy.plugins import registry as get_registry
 
     from . import report, verdicts
@@ -288,6 +289,8 @@ def run(s: Settings) -> dict[str, Any]:
         b = built[plan.key]
         s.log(f"  {plan.key}: {'cached' if b.cached else f'built in {b.build_seconds:.0f} s'}")
     t_built = time.perf_counter()
+    if s.build_only:
+        return None
 
     quiet = wait_for_quiet(s)
     load_before = os.getloadavg()

@@ -248,7 +248,8 @@ def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: b
     for c in m["commands"]:
         out.print(("[dim]would run:[/dim] " if dry_run else "[dim]ran:[/dim] ") + c["cmd"], highlight=False)
     for chk in m.get("checks", []):
-        out.print(f"toolchain check: {chk}", highlight=False)
+        text = chk.get("text") if isinstance(chk, dict) else None
+        out.print(f"toolchain check: {text or json.dumps(chk)}", highlight=False)
     if dry_run:
         out.print(f"plan written to {output} (nothing compiled: dry run)")
         return

@@ -7,6 +7,8 @@ plan written by ``convert --dry-run`` can be carried to another machine and repl
 
 Layout of an artifact folder::
 
+    source.onnx               the exported model (hard link or copy; commands read it relatively)
+    plan.json, plan.sh        the steps below, for ``convert --from-plan`` or a plain shell
     model.bmodel              the deployable file (stages largest first)
     calibration_table.txt     INT8 only
     inputs/test_<stage>.npz   the reference inputs the tools compare on (ONNX input name)
@@ -16,8 +18,12 @@ Layout of an artifact folder::
 """
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from hrdeploy.errors import UserError
 
@@ -27,6 +33,9 @@ CALIB_METHODS = ("kl", "mse", "max", "percentile9999")
 BMODEL = "model.bmodel"
 CALIB_TABLE = "calibration_table.txt"
 QTABLE = "inputs/quantize_table.txt"
+SOURCE = "source.onnx"
+#: how commands name the toolchain's bin/ where it is not known (plans)
+TOOLCHAIN_BIN = "$HRDEPLOY_TOOLCHAINS/sophon/venv/bin"
 
 
 def check_chip(chip: str | None) -> str:
@@ -94,7 +103,8 @@ def plan_stages(batch_sizes: list[int], sizes: tuple[tuple[int, int], ...] | lis
 
 @dataclass
 class Step:
-    """One command: argv, where it runs and where its output goes (relative paths)."""
+    """One command: argv, where it runs and where its output goes (relative paths; no log
+    for commands that print nothing)."""
 
     tool: str
     argv: list[str]
@@ -104,6 +114,19 @@ class Step:
     note: str = ""
     parses_compare: bool = False
     extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        st = self.stage
+        return {"tool": self.tool, "argv": list(self.argv), "cwd": self.cwd, "log": self.log, "note": self.note,
+                "parses_compare": self.parses_compare,
+                "stage": None if st is None else {"batch": st.batch, "height": st.height, "width": st.width,
+                                                   "channels": st.channels}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Step":
+        st = d.get("stage")
+        return cls(d["tool"], list(d["argv"]), d["cwd"], d["log"], Stage(**st) if st else None,
+                   d.get("note", ""), bool(d.get("parses_compare")))
 
 
 def _up(workdir: str) -> str:
@@ -115,7 +138,7 @@ def transform_step(name: str, onnx: str, stage: Stage, index: int) -> Step:
     up = _up(stage.workdir)
     zeros = ",".join(["0.0"] * stage.channels)
     ones = ",".join(["1.0"] * stage.channels)
-    argv = ["model_transform", "--model_name", name, "--model_def", onnx,
+    argv = ["model_transform", "--model_name", name, "--model_def", f"{up}/{onnx}",
             "--input_shapes", "[[" + ",".join(str(v) for v in stage.shape) + "]]",
             # the host pipeline already normalised the tensor: the bmodel takes what ONNX takes
             "--mean", zeros, "--scale", ones,
@@ -126,29 +149,37 @@ def transform_step(name: str, onnx: str, stage: Stage, index: int) -> Step:
 
 
 def calibration_step(name: str, stage: Stage, chip: str, count: int, method: str, index: int) -> Step:
+    """run_calibration writes its table (and a ``shape_pattern_qtable`` beside it) into the
+    stage's work dir; the deploy steps read it from there and a copy step keeps it."""
     if method not in CALIB_METHODS:
         raise UserError(f"unknown calibration method {method!r}", "choose " + ", ".join(CALIB_METHODS))
     up = _up(stage.workdir)
     argv = ["run_calibration", f"{name}.mlir", "--dataset", f"{up}/inputs/calib", "--input_num", str(count),
-            "--cali_method", method, "--chip", chip, "-o", f"{up}/{CALIB_TABLE}"]
+            "--cali_method", method, "--chip", chip, "-o", f"{name}_cali_table"]
     return Step("run_calibration", argv, stage.workdir, f"logs/{index:02d}_run_calibration_{stage.key}.log", stage,
                 note=f"INT8 thresholds from {count} preprocessed calibration tensors ({method})")
 
 
-def deploy_step(name: str, stage: Stage, chip: str, quantize: str, index: int, out: str,
-                calibrated: bool = False, qtable: bool = False, tolerance: str | None = None) -> Step:
+def deploy_step(name: str, stage: Stage, chip: str, quantize: str, index: int,
+                calibration: str | None = None, qtable: bool = False, tolerance: str | None = None) -> Step:
+    """model_deploy writes the bmodel and its side files (``.json``, ``.profile`` and a
+    ``<stem>/`` context folder from its cmodel check) in the stage's work dir."""
     up = _up(stage.workdir)
     argv = ["model_deploy", "--mlir", f"{name}.mlir", "--quantize", quantize, "--chip", chip]
-    if calibrated:
-        argv += ["--calibration_table", f"{up}/{CALIB_TABLE}"]
+    if calibration:
+        argv += ["--calibration_table", calibration]
     if qtable:
         argv += ["--quantize_table", f"{up}/{QTABLE}"]
     argv += ["--test_input", f"{name}_in_f32.npz", "--test_reference", f"{name}_top_outputs.npz"]
     if tolerance:
         argv += ["--tolerance", tolerance]
-    argv += ["--model", out]
+    argv += ["--model", stage_bmodel(name, stage)]
     return Step("model_deploy", argv, stage.workdir, f"logs/{index:02d}_model_deploy_{stage.key}.log", stage,
                 note=f"{quantize} bmodel for {chip}, validated on the cmodel against the MLIR", parses_compare=True)
+
+
+def stage_bmodel(name: str, stage: Stage) -> str:
+    return f"{name}_{stage.key}.bmodel"
 
 
 def combine_step(parts: list[str], index: int) -> Step:
@@ -157,30 +188,39 @@ def combine_step(parts: list[str], index: int) -> Step:
                 note="one multi-stage bmodel; the runtime picks the stage from the input shape")
 
 
+def copy_step(src: str, dst: str, index: int, what: str) -> Step:
+    return Step("cp", ["cp", src, dst], ".", "", note=f"keep {what} (work/ is removed after a successful run)")
+
+
 def build_plan(*, name: str, onnx: str, stages: list[Stage], chip: str, precision: str,
                calib_count: int = 0, calib_method: str = "kl", qtable: bool = False,
                tolerance: str | None = None) -> list[Step]:
     """All commands of a conversion in order: model_transform per stage, run_calibration once
     (INT8, on the smallest stage of the first size: the table holds per-op thresholds that do
-    not depend on the shape), model_deploy per stage, then model_tool --combine when there is
-    more than one stage."""
+    not depend on the shape), model_deploy per stage, then the deployable files out of
+    work/: ``model_tool --combine`` for several stages, a copy for one."""
     quantize = check_precision(chip, precision)
     steps: list[Step] = []
     for st in stages:
         steps.append(transform_step(name, onnx, st, len(steps) + 1))
+    table = None
     if quantize == "INT8":
         if calib_count < 1:
             raise UserError("int8 needs calibration images", "pass --calib DIR (images the model's own preprocessing turns into tensors)")
-        steps.append(calibration_step(name, calibration_stage(stages), chip, calib_count, calib_method, len(steps) + 1))
-    single = len(stages) == 1
-    parts = []
+        cal = calibration_stage(stages)
+        steps.append(calibration_step(name, cal, chip, calib_count, calib_method, len(steps) + 1))
+        table = f"{cal.workdir}/{name}_cali_table"
     for st in stages:
-        out = f"{_up(st.workdir)}/{BMODEL}" if single else f"{name}_{st.key}.bmodel"
-        steps.append(deploy_step(name, st, chip, quantize, len(steps) + 1, out, calibrated=quantize == "INT8",
+        steps.append(deploy_step(name, st, chip, quantize, len(steps) + 1,
+                                 calibration=f"{_up(st.workdir)}/{table}" if table else None,
                                  qtable=qtable, tolerance=tolerance))
-        parts.append(f"{st.workdir}/{out}")
-    if not single:
+    parts = [f"{st.workdir}/{stage_bmodel(name, st)}" for st in stages]
+    if len(parts) > 1:
         steps.append(combine_step(parts, len(steps) + 1))
+    else:
+        steps.append(copy_step(parts[0], BMODEL, len(steps) + 1, "the bmodel"))
+    if table:
+        steps.append(copy_step(table, CALIB_TABLE, len(steps) + 1, "the calibration table"))
     return steps
 
 
@@ -188,3 +228,22 @@ def calibration_stage(stages: list[Stage]) -> Stage:
     """The stage whose MLIR calibrates: the first input size, smallest batch."""
     first = (stages[0].height, stages[0].width)
     return min((s for s in stages if (s.height, s.width) == first), key=lambda s: s.batch)
+
+
+def write_plan_script(out: Path, steps: list[Step]) -> None:
+    """``plan.sh``: the steps as a shell script for a machine with TPU-MLIR but no hrdeploy
+    (``hrdeploy convert --from-plan`` is preferred: it records verdicts and checks parity)."""
+    lines = ["#!/bin/sh", "# hrdeploy plan: compile this artifact on a machine with TPU-MLIR "
+             "('hrdeploy toolchain install sophon').",
+             "# Preferred: hrdeploy convert --from-plan <this folder>  (records the result and checks parity).",
+             "set -e", 'cd "$(dirname "$0")"',
+             'export PATH="${HRDEPLOY_TOOLCHAINS:-$HOME/.cache/hrdeploy/toolchains}/sophon/venv/bin:$PATH"',
+             "mkdir -p logs"]
+    for st in steps:
+        cmd = shlex.join(st.argv)
+        if os.path.normpath(st.cwd) != ".":
+            cmd = f"mkdir -p {shlex.quote(st.cwd)} && (cd {shlex.quote(st.cwd)} && {cmd})"
+        lines.append(f"{cmd} > {shlex.quote(st.log)} 2>&1" if st.log else cmd)
+    path = out / "plan.sh"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o755)

@@ -97,7 +97,7 @@ def parse_bm_smi_display(text: str) -> list[dict[str, Any]]:
         first, second = pending, left + ["|"] + right
         pending = None
         bar1, bar2 = first.index("|"), second.index("|")
-        l1, r1, l2, r2 = first[:bar1], first[bar1 + 1:], second[:bar2], second[bar2 + 1:]
+        l1, r1, r2 = first[:bar1], first[bar1 + 1:], second[bar2 + 1:]
         if len(l1) < 3 or not r1 or len(r2) < 2:
             continue
         mem = " ".join(r2[4:]) if len(r2) > 4 else ""

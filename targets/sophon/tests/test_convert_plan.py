@@ -12,6 +12,7 @@ import pytest
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy_target_sophon import commands as C
+from hrdeploy_target_sophon import conversion as CV
 from hrdeploy_target_sophon import target as T
 from hrdeploy_target_sophon.parsers import parse_bm_smi
 
@@ -37,15 +38,18 @@ def test_fp32_bm1684x_plan(no_sophon: None, tiny_onnx: Path, tmp_path: Path, mak
     req = make_request(tiny_onnx, tmp_path / "a", options={"chip": "bm1684x"}, dry_run=True)
     res = T.SophonTarget().convert(req)
     tools = [c["argv"][0] for c in req.commands]
-    assert tools == ["model_transform", "model_deploy"]
+    assert tools == ["model_transform", "model_deploy", "cp"]
     (tr,) = argv_of(req.commands, "model_transform")
-    assert opt(tr, "--model_name") == "tiny_t32" and opt(tr, "--model_def") == str(tiny_onnx.resolve())
+    assert opt(tr, "--model_name") == "tiny_t32" and opt(tr, "--model_def") == "../../source.onnx"
+    assert (tmp_path / "a" / "source.onnx").read_bytes() == tiny_onnx.read_bytes()
     assert opt(tr, "--input_shapes") == "[[1,3,32,32]]"
     assert opt(tr, "--mean") == "0.0,0.0,0.0" and opt(tr, "--scale") == "1.0,1.0,1.0"
     assert opt(tr, "--test_input") == "../../inputs/test_b1_32x32.npz"
     (dep,) = argv_of(req.commands, "model_deploy")
     assert opt(dep, "--quantize") == "F32" and opt(dep, "--chip") == "bm1684x"
-    assert opt(dep, "--model") == "../../model.bmodel" and "--calibration_table" not in dep
+    assert opt(dep, "--model") == "tiny_t32_b1_32x32.bmodel" and "--calibration_table" not in dep
+    assert req.commands[-1]["argv"] == ["cp", "work/b1_32x32/tiny_t32_b1_32x32.bmodel", "model.bmodel"]
+    assert req.commands[-1]["cwd"] == "." and "log" not in req.commands[-1]
     assert opt(dep, "--test_input") == "tiny_t32_in_f32.npz" and opt(dep, "--test_reference") == "tiny_t32_top_outputs.npz"
     # recorded relative to the artifact folder, with the toolchain's bin/ rather than this PATH
     entry = req.commands[0]
@@ -54,7 +58,10 @@ def test_fp32_bm1684x_plan(no_sophon: None, tiny_onnx: Path, tmp_path: Path, mak
     # the test input the tools compare on is written even for a plan, keyed by the ONNX input
     with np.load(tmp_path / "a" / "inputs" / "test_b1_32x32.npz") as z:
         np.testing.assert_array_equal(z["image"], req.reference_inputs[:1])
-    assert res.files == {"model": "model.bmodel"} and res.batch_sizes == [1] and res.sizes == [(32, 32)]
+    assert res.files == {"model": "model.bmodel", "source_onnx": "source.onnx", "plan": "plan.json",
+                         "plan_script": "plan.sh"}
+    assert res.batch_sizes == [1] and res.sizes == [(32, 32)] and res.extra["planned"] is True
+    assert "--from-plan" in entry["note"]
     assert res.toolchain["chip"] == "bm1684x" and res.extra["quantize"] == "F32" and res.checks == []
     assert res.extra["stages"] == [{"index": 0, "batch": 1, "size": [32, 32]}]
 
@@ -63,13 +70,15 @@ def test_int8_plan_with_calibration(no_sophon: None, tiny_onnx: Path, tmp_path: 
     req = make_request(tiny_onnx, tmp_path / "q", precision="int8", options={"chip": "bm1684x", "calib_method": "mse"},
                        calib=12, dry_run=True)
     res = T.SophonTarget().convert(req)
-    assert [c["argv"][0] for c in req.commands] == ["model_transform", "run_calibration", "model_deploy"]
+    assert [c["argv"][0] for c in req.commands] == ["model_transform", "run_calibration", "model_deploy", "cp", "cp"]
     (cal,) = argv_of(req.commands, "run_calibration")
     assert cal[1] == "tiny_t32.mlir" and opt(cal, "--dataset") == "../../inputs/calib"
     assert opt(cal, "--input_num") == "12" and opt(cal, "--cali_method") == "mse"
-    assert opt(cal, "--chip") == "bm1684x" and opt(cal, "-o") == "../../calibration_table.txt"
+    assert opt(cal, "--chip") == "bm1684x" and opt(cal, "-o") == "tiny_t32_cali_table"
     (dep,) = argv_of(req.commands, "model_deploy")
-    assert opt(dep, "--quantize") == "INT8" and opt(dep, "--calibration_table") == "../../calibration_table.txt"
+    assert opt(dep, "--quantize") == "INT8"
+    assert opt(dep, "--calibration_table") == "../../work/b1_32x32/tiny_t32_cali_table"
+    assert req.commands[-1]["argv"] == ["cp", "work/b1_32x32/tiny_t32_cali_table", "calibration_table.txt"]
     files = sorted((tmp_path / "q" / "inputs" / "calib").glob("*.npz"))
     assert len(files) == 12
     with np.load(files[3]) as z:
@@ -109,6 +118,24 @@ def test_multi_batch_combined_largest_first(no_sophon: None, tiny_onnx: Path, tm
     assert [s["batch"] for s in res.extra["stages"]] == [4, 1]
     with np.load(tmp_path / "m" / "inputs" / "test_b4_32x32.npz") as z:
         np.testing.assert_array_equal(z["image"], req.reference_inputs)  # 4 reference rows, 4 slots
+
+
+def test_plan_files_describe_every_step(no_sophon: None, tiny_onnx: Path, tmp_path: Path, make_request: Any) -> None:
+    import json
+
+    req = make_request(tiny_onnx, tmp_path / "p", batch_sizes=[1, 2], precision="int8", calib=3,
+                       options={"chip": "bm1684x"}, dry_run=True)
+    T.SophonTarget().convert(req)
+    doc = json.loads((tmp_path / "p" / "plan.json").read_text())
+    assert doc["format"] == CV.PLAN_FORMAT and doc["chip"] == "bm1684x" and doc["quantize"] == "INT8"
+    assert [s["argv"] for s in doc["steps"]] == [c["argv"] for c in req.commands]
+    assert C.Step.from_dict(doc["steps"][0]).stage == C.Stage(2, 32, 32)
+    script = (tmp_path / "p" / "plan.sh").read_text().splitlines()
+    assert script[0] == "#!/bin/sh" and "sophon/venv/bin:$PATH" in script[5]
+    assert script[7].startswith("mkdir -p work/b2_32x32 && (cd work/b2_32x32 && model_transform ")
+    assert script[7].endswith("> logs/01_model_transform_b2_32x32.log 2>&1")
+    assert script[-2].startswith("model_tool --combine ") and script[-2].endswith("> logs/06_model_tool_combine.log 2>&1")
+    assert script[-1] == "cp work/b1_32x32/tiny_t32_cali_table calibration_table.txt"
 
 
 def test_fp16_on_bm1684_refused(no_sophon: None, tiny_onnx: Path, tmp_path: Path, make_request: Any) -> None:
@@ -183,7 +210,7 @@ def test_failed_compare_is_one_line_with_tensor_figures_and_log(tmp_path: Path) 
     text = (DATA / "tpu_mlir_1.30.2_model_deploy_npz_compare_failed.txt").read_text()
     checks: list[dict[str, Any]] = []
     with pytest.raises(UserError) as e:
-        T.SophonTarget()._verdicts(_step(), subprocess.CompletedProcess([], 1, text, ""), tmp_path, checks)
+        CV.verdicts(_step(), subprocess.CompletedProcess([], 1, text, ""), tmp_path, checks)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("model_deploy b1_32x32: similarity check failed")
     assert "logits_Gemm not similar (cosine 0.999983, euclidean 0.991461)" in msg
@@ -196,7 +223,7 @@ def test_failed_compare_is_one_line_with_tensor_figures_and_log(tmp_path: Path) 
 def test_passing_compares_become_checks(fixtures_dir: Path, tmp_path: Path) -> None:
     text = (fixtures_dir / "toolchains" / "tpu_mlir_1.30.2_model_transform_tiny.log").read_text()
     checks: list[dict[str, Any]] = []
-    T.SophonTarget()._verdicts(_step("model_transform"), subprocess.CompletedProcess([], 0, text, ""), tmp_path, checks)
+    CV.verdicts(_step("model_transform"), subprocess.CompletedProcess([], 0, text, ""), tmp_path, checks)
     (c,) = checks
     assert c["passed"] is True and c["compare"] == "top MLIR vs onnxruntime" and c["tensors"] == 6
     assert c["min_cosine"] == pytest.approx(0.99999988) and "PASSED" in c["text"]
@@ -206,7 +233,7 @@ def test_tool_failure_without_compare(tmp_path: Path) -> None:
     text = "2026/11/22 - INFO : TPU-MLIR v1.30.2\nTraceback (most recent call last):\n  File \"x.py\"\n" \
            "RuntimeError: unsupported op Einsum\nBMLIB Send Quit Message\n"
     with pytest.raises(UserError, match=r"model_deploy b1_32x32 failed \(exit 1\): RuntimeError: unsupported op Einsum; log: "):
-        T.SophonTarget()._verdicts(_step(), subprocess.CompletedProcess([], 1, text, ""), tmp_path, [])
+        CV.verdicts(_step(), subprocess.CompletedProcess([], 1, text, ""), tmp_path, [])
 
 
 def _artifact(tmp_path: Path, chip: str = "bm1684x") -> Artifact:

@@ -3,9 +3,7 @@ onnxruntime. Needs the provisioned toolchain (skipped with the reason otherwise)
 conversion of the small test network takes tens of seconds, so each is done once."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 
 from hrdeploy.artifact import Artifact
+from hrdeploy.errors import UserError
 from hrdeploy.target import ConvertResult
 from hrdeploy_target_sophon import commands as C
 from hrdeploy_target_sophon.parsers import parse_calibration_table
@@ -61,10 +60,10 @@ def convert_once(toolchain: Any, tiny_onnx: Path, tmp_path_factory: pytest.TempP
 
 def test_fp32_bm1684x_two_batches_combined(convert_once: Any, tiny_onnx: Path, make_inputs: Any) -> None:
     req, res, out = convert_once("fp32_bm1684x", batch_sizes=[1, 2], options={"chip": "bm1684x"})
-    assert res.batch_sizes == [1, 2] and res.files == {"model": "model.bmodel"}
+    assert res.batch_sizes == [1, 2] and res.files["model"] == "model.bmodel"
     assert (out / "model.bmodel").is_file() and not (out / "work").exists()
     assert [c["argv"][0] for c in req.commands] == ["model_transform"] * 2 + ["model_deploy"] * 2 + ["model_tool"]
-    assert all(c["returncode"] == 0 and (out / c["log"]).is_file() for c in req.commands)
+    assert all(c["returncode"] == 0 and (out / c["log"]).is_file() for c in req.commands if "log" in c)
     # each stage: top MLIR vs onnxruntime, tpu MLIR vs top MLIR, bmodel (cmodel) vs tpu MLIR
     assert [c["compare"] for c in res.checks if c["stage"] == "b2_32x32"] == [
         "top MLIR vs onnxruntime", "tpu MLIR vs top MLIR", "bmodel on the cmodel vs tpu MLIR"]
@@ -89,7 +88,10 @@ def test_fp32_bm1684x_two_batches_combined(convert_once: Any, tiny_onnx: Path, m
 
 def test_int8_bm1684x_with_calibration(convert_once: Any, tiny_onnx: Path, make_inputs: Any) -> None:
     req, res, out = convert_once("int8_bm1684x", precision="int8", options={"chip": "bm1684x"}, calib=16)
-    assert [c["argv"][0] for c in req.commands] == ["model_transform", "run_calibration", "model_deploy"]
+    assert [c["argv"][0] for c in req.commands] == ["model_transform", "run_calibration", "model_deploy", "cp", "cp"]
+    # only deployable files and records stay: model_deploy's side files lived in work/
+    assert sorted(p.name for p in out.iterdir()) == ["calibration_table.txt", "inputs", "logs", "model.bmodel",
+                                                     "plan.json", "plan.sh", "source.onnx"]
     table = parse_calibration_table((out / C.CALIB_TABLE).read_text())
     assert table["samples"] == 16 and "image" in table["ops"] and "logits_Gemm" in table["ops"]
     assert res.extra["calibration"]["tensors"] == 16 and res.files["calibration_table"] == C.CALIB_TABLE
@@ -107,29 +109,28 @@ def test_int8_bm1684x_with_calibration(convert_once: Any, tiny_onnx: Path, make_
     assert cos.min() >= 0.99
 
 
-def test_bm1684_plan_replayed_then_run(convert_once: Any, toolchain: Any, tiny_onnx: Path, make_inputs: Any) -> None:
-    """A dry-run plan is self-contained: its recorded commands, run in order from the
-    artifact folder with the toolchain's bin/ on PATH, build the bmodel (what a
-    plan carried to another machine does)."""
-    req, res, out = convert_once("fp32_bm1684_plan", options={"chip": "bm1684"}, dry_run=True)
-    assert not (out / "model.bmodel").exists()
-    env = {**os.environ, **toolchain.env()}
-    for cmd in req.commands:
-        cwd = out / cmd["cwd"]
-        cwd.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(cmd["argv"], cwd=cwd, env=env, capture_output=True, text=True)
-        (out / cmd["log"]).parent.mkdir(exist_ok=True)
-        (out / cmd["log"]).write_text(proc.stdout + proc.stderr)
-        assert proc.returncode == 0, f"{cmd['cmd']} failed; log: {out / cmd['log']}"
-        assert "npz compare FAILED" not in proc.stdout
-    assert (out / "model.bmodel").is_file()
-    shutil.rmtree(out / "work")
+def test_bm1684_plan_compiled_with_run_plan(convert_once: Any, tiny_onnx: Path, make_inputs: Any,
+                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A dry-run plan is self-contained: moved to another folder, ``run_plan`` (what
+    ``convert --from-plan`` calls) compiles it there from its recorded steps."""
+    req, planned, out = convert_once("fp32_bm1684_plan", options={"chip": "bm1684"}, dry_run=True)
+    assert not (out / "model.bmodel").exists() and (out / "plan.json").is_file()
+    with pytest.raises(UserError, match="no compiled bmodel yet.*--from-plan"):
+        SophonTarget().open(artifact_of(out, planned))
+    moved = tmp_path_factory.mktemp("moved") / "plan"
+    shutil.copytree(out, moved)
+    res = SophonTarget().run_plan(moved, log=lambda m: None)
+    assert (moved / "model.bmodel").is_file() and not (moved / "work").exists()
+    assert [c["argv"] for c in res.extra["commands"]] == [c["argv"] for c in req.commands]
+    assert all(c["returncode"] == 0 for c in res.extra["commands"])
+    assert len(res.checks) == 3 and all(c["passed"] for c in res.checks) and res.extra["planned"] is False
+    assert res.extra["bmodel"]["chip"] == "bm1684"
 
     x = make_inputs(3, seed=5)
     ref = onnx_outputs(tiny_onnx, x)
-    with SophonTarget().open(artifact_of(out, res), device="cmodel") as runner:
+    with SophonTarget().open(artifact_of(moved, res), device="cmodel") as runner:
         assert "bm1684" in runner.label and "bm1684x" not in runner.label
         got = np.concatenate([runner.run({"image": x[i:i + 1]})[0] for i in range(3)])
     err = max_rel(got, ref)
-    print(f"\nbm1684 fp32 on the cmodel (replayed plan): max rel error vs onnxruntime {err:.2e}")
+    print(f"\nbm1684 fp32 on the cmodel (compiled from a moved plan): max rel error vs onnxruntime {err:.2e}")
     assert err <= 1e-5

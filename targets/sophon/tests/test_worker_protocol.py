@@ -104,3 +104,6 @@ def test_runner_reports_a_worker_that_cannot_start(tmp_path: Path, backend: str,
         WorkerRunner(bmodel, Path(sys.executable), {}, backend=backend)
     msg = str(e.value)
     assert f"No module named '{missing}'" in msg and "\n" not in msg and "log: " in msg
+    log = Path(msg.rsplit("log: ", 1)[1])
+    assert log.is_file()  # kept for the user because the worker failed; removed here
+    log.unlink()
