@@ -141,24 +141,18 @@ class Registry:
 
     # -- lookups ------------------------------------------------------------------------------
     def model(self, name: str) -> Any:
-        if name in self.models:
-            return self.models[name]
-        broken = [r for r in self.records if r.kind == "model" and r.name == name and r.status == "error"]
-        if broken:
-            raise UserError(f"model plugin {name!r} failed to load: {broken[0].error}",
-                            "run 'hrdeploy doctor'")
-        raise UserError(f"unknown model {name!r}",
-                        "installed: " + (", ".join(sorted(self.models)) or "none; pip install a model plugin"))
+        return self._lookup("model", name, self.models, "none; pip install a model plugin")
 
     def target(self, name: str) -> Any:
-        if name in self.targets:
-            return self.targets[name]
-        broken = [r for r in self.records if r.kind == "target" and r.name == name and r.status == "error"]
+        return self._lookup("target", name, self.targets, "none")
+
+    def _lookup(self, kind: str, name: str, table: dict[str, Any], none_hint: str) -> Any:
+        if name in table:
+            return table[name]
+        broken = [r for r in self.records if r.kind == kind and r.name == name and r.status == "error"]
         if broken:
-            raise UserError(f"target plugin {name!r} failed to load: {broken[0].error}",
-                            "run 'hrdeploy doctor'")
-        raise UserError(f"unknown target {name!r}",
-                        "installed: " + (", ".join(sorted(self.targets)) or "none"))
+            raise UserError(f"{kind} plugin {name!r} failed to load: {broken[0].error}", "run 'hrdeploy doctor'")
+        raise UserError(f"unknown {kind} {name!r}", "installed: " + (", ".join(sorted(table)) or none_hint))
 
     def owner(self, kind: str, name: str) -> PluginRecord | None:
         return self._owner.get(f"{kind}:{name}")
