@@ -2,47 +2,19 @@
 
 Accepted: the official ``pose_dekr_hrnetw{32,48}_coco.pth`` (a plain state_dict, loaded
 strictly as valid.py does), optionally wrapped in ``{"state_dict": ...}`` / ``{"model": ...}``
-and/or carrying DataParallel's ``module.`` prefix (the Ascend export strips it too).
+and/or carrying DataParallel's ``module.`` prefix (the Ascend export strips it too); files are
+read and unwrapped by :mod:`hrdeploy.checkpoints`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from hrdeploy.checkpoints import KeyMismatch, read_state_dict
 from hrdeploy.errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
-
-WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
-
-
-def read_checkpoint(path: Path) -> tuple[dict[str, "torch.Tensor"], list[str]]:
-    """Load a checkpoint file on the CPU; return the state_dict and notes on what was unwrapped."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}",
-                           "give the path of pose_dekr_hrnetw32_coco.pth (or w48)")
-    try:
-        obj: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt zip, pickle with custom classes, not a torch file...
-        raise WeightsError(f"cannot read {path} as a PyTorch checkpoint: {type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:150]}") from None
-    notes: list[str] = []
-    for key in WRAPPER_KEYS:
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            notes.append(f"weights under {key!r}")
-            break
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state_dict")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-        notes.append("'module.' prefix stripped")
-    return tensors, notes
 
 
 def checkpoint_width(sd: Mapping[str, Any]) -> int | None:
@@ -80,26 +52,14 @@ def diagnose(sd: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], wid
     if hm is not None and hasattr(hm, "shape") and int(hm.shape[0]) != 18:
         return (f"the heatmap head has {int(hm.shape[0])} channels, not 18 (17 COCO joints + centre): "
                 "a CrowdPose or other dataset model")
-    missing = [k for k in expected if k not in keys]
-    unexpected = [k for k in keys if k not in expected]
-    wrong = [k for k in expected if k in keys and tuple(sd[k].shape) != tuple(expected[k])]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} keys missing (e.g. {missing[0]})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {sorted(unexpected)[0]})")
-    if wrong:
-        k = wrong[0]
-        parts.append(f"{len(wrong)} shapes differ (e.g. {k}: {list(sd[k].shape)} vs {list(expected[k])})")
-    if parts:
-        return "not a DEKR w%d checkpoint: %s" % (width, "; ".join(parts))
-    return None
+    mismatch = KeyMismatch.between(sd, expected)
+    return None if mismatch.ok else f"not a DEKR w{width} checkpoint: {mismatch.describe()}"
 
 
 def load_dekr_weights(module: "torch.nn.Module", path: Path, width: int) -> str:
     """Load ``path`` strictly into a :class:`~hrdeploy_dekr.model.DEKRNet`; return a short
     description of the layout found, or raise :class:`WeightsError` with a diagnosis."""
-    sd, notes = read_checkpoint(path)
+    sd, notes = read_state_dict(path, "give the path of pose_dekr_hrnetw32_coco.pth (or w48)")
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     problem = diagnose(sd, expected, width)
     if problem:

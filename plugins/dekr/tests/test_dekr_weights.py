@@ -52,7 +52,7 @@ def test_incomplete_checkpoint_is_counted(pose_manifests: Path, expected_w32) ->
     del sd["offset_feature_layers.5.1.regular_matrix"]
     sd["extra.weight"] = torch.empty(3, device="meta")
     problem = diagnose(sd, expected_w32, 32)
-    assert "1 keys missing (e.g. offset_feature_layers.5.1.regular_matrix)" in problem
+    assert "1 missing keys (e.g. offset_feature_layers.5.1.regular_matrix)" in problem
     assert "1 unexpected keys (e.g. extra.weight)" in problem
     assert diagnose(_shapes_only(pose_manifests / "dekr_hrnet_w32_coco.json"), expected_w32, 32) is None
 

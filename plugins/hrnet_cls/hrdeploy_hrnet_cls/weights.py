@@ -8,27 +8,24 @@ Layouts accepted (found automatically):
   which is exactly what the mm model computes);
 * each as a plain state_dict or wrapped in ``{'state_dict' | 'model': ...}``, with or without
   the ``module.`` prefix of (Distributed)DataParallel; ``.pth``/``.pt``/``.tar`` pickles and
-  ``.safetensors`` (timm's hub format).
+  ``.safetensors`` (timm's hub format), all read by :mod:`hrdeploy.checkpoints`.
 
 A checkpoint that does not fit is described in one line: another width, a pose or DEKR
 model, a TResNet, an unreadable file.
 """
 from __future__ import annotations
 
-import json
-import pickle
 import re
-import struct
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
+from hrdeploy.checkpoints import KeyMismatch, read_state_dict
 from hrdeploy.errors import WeightsError
 
-WRAPPER_KEYS = ("state_dict", "model")
 MM_HEAD_BIASES = ("downsamp_modules.0.0.bias", "downsamp_modules.1.0.bias",
                   "downsamp_modules.2.0.bias", "final_layer.0.bias")
 _WIDTH_KEY = "stage2.0.branches.0.0.conv1.weight"
@@ -41,137 +38,6 @@ _MM_RENAMES = (
     (re.compile(r"^neck\.0\.final_layer\.bn\."), "final_layer.1."),
     (re.compile(r"^head\.fc\."), "classifier."),
 )
-
-
-# -- reading ----------------------------------------------------------------------------------
-
-class _Opaque:
-    """Stands in for any class a checkpoint pickles besides tensors (mmengine's message hub,
-    optimizer objects...): their contents are irrelevant here, and importing their modules
-    would need mmengine or run foreign code."""
-
-    origin = "object"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Opaque":
-        return _Opaque()
-
-
-_SAFE_MODULES = ("torch", "collections", "numpy", "_codecs", "copyreg")
-_SAFE_BUILTINS = {"set", "frozenset", "slice", "complex", "bytearray", "list", "dict", "tuple",
-                  "int", "float", "str", "bool", "bytes", "object", "range"}
-
-
-class _LenientUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        root = module.split(".")[0]
-        if root in _SAFE_MODULES or (module == "builtins" and name in _SAFE_BUILTINS):
-            return super().find_class(module, name)
-        return type(name, (_Opaque,), {"origin": f"{module}.{name}"})
-
-
-class _LenientPickle:
-    """A ``pickle_module`` for :func:`torch.load` that never imports foreign classes."""
-
-    Unpickler = _LenientUnpickler
-    load = staticmethod(pickle.load)
-    __name__ = "hrdeploy_lenient_pickle"
-
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}
-
-
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    # the format is an 8-byte little-endian header length, a JSON header, then raw bytes;
-    # reading it here avoids a dependency for the one format timm's hub uses
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise ValueError("file too short")
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    body = memoryview(data)[8 + n:]
-    out: dict[str, Tensor] = OrderedDict()
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        dtype = _SAFETENSORS_DTYPES[info["dtype"]]
-        shape = [int(s) for s in info["shape"]]
-        if end == start:
-            out[key] = torch.zeros(shape, dtype=dtype)
-            continue
-        out[key] = torch.frombuffer(bytearray(body[start:end]), dtype=dtype).reshape(shape)
-    return out
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # weights_only refuses checkpoints that pickle other objects next to the weights
-        # (mmengine's meta/message_hub); read those without importing their classes
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_LenientPickle)
-
-
-def _first_sentence(exc: BaseException, limit: int = 100) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = text.split(". ", 1)[0].rstrip(".")
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def read_checkpoint(path: str | Path) -> tuple["OrderedDict[str, Tensor]", list[str]]:
-    """The tensors of a checkpoint file, unwrapped and without ``module.``, plus notes on what
-    was unwrapped. Raises :class:`WeightsError` for missing or unreadable files."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            obj: Any = _read_safetensors(path)
-        else:
-            obj = _torch_load(path)
-    except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
-        raise WeightsError(
-            f"cannot read {path.name}: not a PyTorch checkpoint or corrupt ({_first_sentence(exc)})") from None
-    return unwrap_state_dict(obj, str(path.name))
-
-
-def unwrap_state_dict(obj: Any, name: str = "checkpoint") -> tuple["OrderedDict[str, Tensor]", list[str]]:
-    """Peel ``{'state_dict'|'model': ...}`` wrappers and the ``module.`` prefix."""
-    notes: list[str] = []
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-        notes.append("pickled nn.Module")
-    while isinstance(obj, Mapping):
-        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), (Mapping, _Opaque))), None)
-        if inner is None:
-            break
-        obj = obj[inner]
-        notes.append(f"'{inner}' wrapper")
-    if isinstance(obj, _Opaque):
-        raise WeightsError(f"{name} holds a pickled {obj.origin}, not a state_dict "
-                           "(save model.state_dict() instead of the whole model)")
-    if not isinstance(obj, Mapping):
-        raise WeightsError(f"{name} holds a {type(obj).__name__}, not a state_dict")
-    tensors = OrderedDict((str(k), v) for k, v in obj.items() if isinstance(v, Tensor))
-    if not tensors:
-        keys = ", ".join(list(map(str, obj))[:4])
-        raise WeightsError(f"{name} holds no tensors (top-level keys: {keys or 'none'})")
-    prefixed = sum(k.startswith("module.") for k in tensors)
-    if prefixed:
-        tensors = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v)
-                              for k, v in tensors.items())
-        notes.append("'module.' prefix stripped")
-    return tensors, notes
 
 
 # -- recognising ------------------------------------------------------------------------------
@@ -271,24 +137,15 @@ def _fit(sd: "OrderedDict[str, Tensor]", expected: Mapping[str, Tensor], layout:
 
 
 def _mismatch(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor], variant: str) -> str | None:
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    shapes = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
-    if not (missing or unexpected or shapes):
+    found = KeyMismatch.between(sd, expected)
+    if found.ok:
         return None
     cls = sd.get("classifier.weight")
-    if cls is not None and not missing and not unexpected and set(shapes) <= {"classifier.weight", "classifier.bias"}:
+    if (cls is not None and not found.missing and not found.unexpected
+            and {k for k, _, _ in found.shapes} <= {"classifier.weight", "classifier.bias"}):
         return (f"this HRNet-C {variant} checkpoint has {int(cls.shape[0])} classes "
                 f"(expected {int(expected['classifier.weight'].shape[0])})")
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-    if shapes:
-        k = shapes[0]
-        parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {list(sd[k].shape)} vs {list(expected[k].shape)})")
-    return f"checkpoint does not fit HRNet-C {variant}: " + "; ".join(parts)
+    return f"checkpoint does not fit HRNet-C {variant}: " + found.describe()
 
 
 def convert_checkpoint(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor],
@@ -318,7 +175,7 @@ def convert_checkpoint(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor],
 def load_checkpoint(module: nn.Module, path: str | Path, variant: str) -> str:
     """Load ``path`` strictly into ``module`` (an :class:`HRNetClassifier`); returns a short
     description of the layout found."""
-    sd, wrap_notes = read_checkpoint(path)
+    sd, wrap_notes = read_state_dict(path)
     expected = module.state_dict()
     official, notes = convert_checkpoint(sd, expected, variant)
     non_float = [k for k, v in official.items() if k in expected and not v.is_floating_point()

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from hrdeploy.checkpoints import read_state_dict, unwrap_state_dict
 from hrdeploy.errors import WeightsError
 from hrdeploy.nn.hrnet import HRNET_CLS_VARIANTS
-from hrdeploy_hrnet_cls.weights import convert_checkpoint, read_checkpoint, unwrap_state_dict
+from hrdeploy_hrnet_cls.weights import convert_checkpoint
 
 from hrnet_cls_helpers import manifest, max_rel, official_to_mmpretrain, shaped_checkpoint
 
@@ -276,7 +277,7 @@ def test_whole_model_pickle_is_explained(spec, meta_model, tmp_path):
 def test_missing_file(spec, meta_model, tmp_path):
     with pytest.raises(WeightsError) as exc:
         _load(spec, meta_model, "w18", tmp_path / "nope.pth")
-    assert _errmsg(exc) == f"checkpoint {tmp_path / 'nope.pth'} does not exist"
+    assert _errmsg(exc) == f"checkpoint not found: {tmp_path / 'nope.pth'}"
 
 
 def test_foreign_objects_are_never_imported_or_called(tmp_path, monkeypatch):
@@ -284,7 +285,7 @@ def test_foreign_objects_are_never_imported_or_called(tmp_path, monkeypatch):
     path = tmp_path / "evil.pth"
     weights = OrderedDict(conv=torch.arange(6.0).reshape(2, 3))
     torch.save({"state_dict": weights, "payload": Exploit(), "hub": TrainerState()}, path)
-    sd, notes = read_checkpoint(path)
+    sd, notes = read_state_dict(path)
     assert not (tmp_path / "hrnet_cls_pwned").exists()
     assert list(sd) == ["conv"] and torch.equal(sd["conv"], weights["conv"])
     assert notes == ["'state_dict' wrapper"]

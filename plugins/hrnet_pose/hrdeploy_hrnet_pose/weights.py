@@ -6,6 +6,8 @@
   ``keypoint_head.final_layer.*``; mmpose 1.x: the same with ``head.final_layer.*`` (and
   possibly ``data_preprocessor.*`` buffers, ignored);
 * any of these saved from DataParallel (``module.`` prefix).
+
+Files are read and unwrapped by :mod:`hrdeploy.checkpoints`; what is pose-specific is here.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from hrdeploy.checkpoints import KeyMismatch, read_checkpoint, unwrap_state_dict
 from hrdeploy.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -22,52 +25,6 @@ HEAD_PREFIXES = ("keypoint_head.final_layer.", "head.final_layer.")
 DEKR_MARKERS = ("transition_heatmap.", "head_heatmap.", "offset_feature_layers.", "offset_final_layer.",
                 "transition_offset.")
 CLS_MARKERS = ("incre_modules.", "downsamp_modules.", "classifier.", "head.fc.", "neck.")
-
-
-def read_checkpoint(path: Path) -> tuple[dict[str, Any], str]:
-    """torch.load a file; returns the top-level object and how it was loaded."""
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True), "weights_only"
-    except pickle.UnpicklingError:
-        # mmpose checkpoints keep numpy arrays / config objects in "meta"; the user chose the file
-        pass
-    except Exception as e:  # noqa: BLE001 - torch.load fails in many ways on files that are not checkpoints
-        raise WeightsError(f"{path} is not a PyTorch checkpoint: {' '.join(str(e).split())[:120]}") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False), "full pickle (non-tensor metadata)"
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise WeightsError(f"{path} is not a PyTorch checkpoint: {' '.join(str(e).split())[:120]}") from None
-
-
-def unwrap(obj: Any) -> tuple[dict[str, "torch.Tensor"], list[str]]:
-    """The tensor dict inside a checkpoint and the notes on what was peeled off."""
-    import torch
-
-    notes: list[str] = []
-    if isinstance(obj, torch.nn.Module):
-        notes.append("a pickled module")
-        obj = obj.state_dict()
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model", "net"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-                notes.append(f'"{key}" wrapper' + (' with "meta"' if "meta" in obj else ""))
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError("the checkpoint holds no state_dict (no tensors found)")
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-        notes.append("module. prefix stripped")
-    return sd, notes
 
 
 def to_official_keys(sd: dict[str, "torch.Tensor"]) -> tuple[dict[str, "torch.Tensor"], str]:
@@ -118,31 +75,17 @@ def diagnose(sd: Mapping[str, Any], expected: Mapping[str, Any], width: int) -> 
 
 def load_pose_hrnet(module: "torch.nn.Module", path: Path, width: int) -> str:
     """Load the checkpoint file ``path`` strictly into ``module``; returns the layout description."""
-    raw, how = read_checkpoint(path)
-    layout = load_checkpoint_object(module, raw, width, Path(path).name)
-    return layout if how == "weights_only" else f"{layout}, loaded as {how}"
+    return load_checkpoint_object(module, read_checkpoint(path), width, Path(path).name)
 
 
 def load_checkpoint_object(module: "torch.nn.Module", raw: Any, width: int, name: str = "checkpoint") -> str:
     """Load an already unpickled checkpoint (any supported layout) strictly into ``module``."""
-    sd, notes = unwrap(raw)
+    sd, notes = unwrap_state_dict(raw, name)
     sd, layout = to_official_keys(sd)
     expected = {k: list(v.shape) for k, v in module.state_dict().items()}
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    bad_shape = [k for k in expected if k in sd and list(sd[k].shape) != expected[k]]
-    if missing or unexpected or bad_shape:
-        why = diagnose(sd, expected, width)
-        if why is None:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-            if bad_shape:
-                k = bad_shape[0]
-                parts.append(f"{len(bad_shape)} of another shape (e.g. {k} {list(sd[k].shape)} vs {expected[k]})")
-            why = "keys do not match pose_hrnet: " + ", ".join(parts)
+    mismatch = KeyMismatch.between(sd, expected)
+    if not mismatch.ok:
+        why = diagnose(sd, expected, width) or "keys do not match pose_hrnet: " + mismatch.describe()
         raise WeightsError(f"{name} does not fit pose_hrnet w{width}: {why}")
     module.load_state_dict({k: sd[k] for k in expected}, strict=True)
     return layout + (f" ({', '.join(notes)})" if notes else "")

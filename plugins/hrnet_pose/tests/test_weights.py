@@ -48,13 +48,13 @@ def test_official_and_mmpose_files_load_strictly(seeded_w32: dict[str, torch.Ten
         "official.pth": (dict(seeded_w32), "official pose_hrnet state_dict"),
         "mmpose0.pth": ({"meta": {"epoch": 210, "mmpose_version": "0.29.0"},
                          "state_dict": _mmpose(seeded_w32, "keypoint_head.final_layer")},
-                        'mmpose 0.x checkpoint (keypoint_head.final_layer) ("state_dict" wrapper with "meta")'),
+                        "mmpose 0.x checkpoint (keypoint_head.final_layer) ('state_dict' wrapper)"),
         "mmpose1_dp.pth": ({"meta": {"dataset_meta": {"dataset_name": "coco"}},
                             "state_dict": {"module." + k: v for k, v in
                                            {**_mmpose(seeded_w32, "head.final_layer"),
                                             "data_preprocessor.mean": torch.zeros(3, 1, 1)}.items()}},
-                           'mmpose 1.x checkpoint (head.final_layer) ("state_dict" wrapper with "meta", '
-                           'module. prefix stripped)'),
+                           "mmpose 1.x checkpoint (head.final_layer) ('state_dict' wrapper, "
+                           "'module.' prefix stripped)"),
     }
     for name, (obj, expected) in cases.items():
         torch.save(obj, tmp_path / name)
@@ -91,8 +91,8 @@ def test_diagnoses_say_what_the_checkpoint_is(w32_meta_model: Any, pose_manifest
     assert "predicts 14 keypoints" in _error(w32_meta_model, other_head)
     missing = dict(w32)
     del missing["stage2.0.branches.0.0.bn1.running_var"]
-    assert "1 missing (e.g. stage2.0.branches.0.0.bn1.running_var)" in _error(w32_meta_model, missing)
-    assert "no state_dict" in _error(w32_meta_model, {"epoch": 3})
+    assert "1 missing keys (e.g. stage2.0.branches.0.0.bn1.running_var)" in _error(w32_meta_model, missing)
+    assert _error(w32_meta_model, {"epoch": 3}) == "ckpt.pth holds no tensors (top-level keys: epoch)"
 
 
 def test_a_file_that_is_no_checkpoint(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_a_file_that_is_no_checkpoint(tmp_path: Path) -> None:
     variant = SPEC.variant("w32_256x192")
     with torch.device("meta"):
         model = SPEC.build(variant)
-    with pytest.raises(WeightsError, match="is not a PyTorch checkpoint"):
+    with pytest.raises(WeightsError, match="^cannot read notes.pth: not a PyTorch checkpoint or corrupt"):
         SPEC.load_weights(model, bad, variant)
     with pytest.raises(WeightsError, match="checkpoint not found"):
         SPEC.load_weights(model, tmp_path / "absent.pth", variant)

@@ -23,12 +23,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from hrdeploy.checkpoints import KeyMismatch, read_checkpoint, unwrap_state_dict
 from hrdeploy.errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
 
-WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")
 IABN_EPS = 1e-5
 
 # (stem width, layer3 depth) -> variant; both are read from any layout
@@ -44,66 +44,6 @@ _RENAMES = (
     (re.compile(r"\.downsample\.(\d+)\.0\."), r".downsample.\1.conv."),
     (re.compile(r"\.downsample\.(\d+)\.1\."), r".downsample.\1.bn."),
 )
-
-
-def read_checkpoint(path: Path) -> Any:
-    """``torch.load`` without executing pickled code. timm's training script stores its
-    argparse Namespace next to the weights, so that one class is allowed."""
-    import argparse
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if found:
-            raise WeightsError(
-                f"{path.name}: refusing to unpickle {found.group(1)} (only tensors and plain containers are read)",
-                "save just the weights: torch.save(ckpt['state_dict'], 'weights.pth')") from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
-        raise WeightsError(f"{path.name}: not a readable PyTorch checkpoint "
-                           f"({(reason.group(1) if reason else type(err).__name__).strip()[:160]})") from None
-    except Exception as err:  # truncated zip, not a torch file at all, ...
-        raise WeightsError(f"{path.name}: not a readable PyTorch checkpoint "
-                           f"({type(err).__name__}: {str(err).strip()[:160]})") from None
-
-
-def unwrap(obj: Any) -> tuple["OrderedDict[str, torch.Tensor]", list[str]]:
-    """The tensor dict inside a checkpoint (``state_dict``/``model``/``state_dict_ema``
-    wrappers, DataParallel's ``module.`` prefix) and notes on what was unwrapped."""
-    import torch
-
-    notes: list[str] = []
-    if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
-        for key in WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                notes.append(f"'{key}' entry")
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        kind = type(obj).__name__
-        raise WeightsError(f"not a state_dict: the checkpoint holds a {kind}"
-                           + (f" with keys {', '.join(map(str, list(obj)[:5]))}" if isinstance(obj, Mapping) else ""))
-    tensors = OrderedDict((str(k), v) for k, v in obj.items() if isinstance(v, torch.Tensor))
-    if not tensors:
-        raise WeightsError("not a state_dict: no tensors in the checkpoint "
-                           f"(keys: {', '.join(map(str, list(obj)[:5]))})")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = OrderedDict((k[len("module."):], v) for k, v in tensors.items())
-        notes.append("'module.' prefix stripped")
-    return tensors, notes
-
-
-def _is_tensor_dict(obj: Mapping) -> bool:
-    import torch
-
-    return any(isinstance(v, torch.Tensor) for v in obj.values())
 
 
 def detect_layout(sd: Mapping[str, Any]) -> str | None:
@@ -201,12 +141,12 @@ def _check_flavour(layout: str, variant: str, size: str | None) -> None:
             "(LeakyReLU 1e-3, reflect-padded blur), not Ascend's patched one", f"use variant {size or 'm'}")
 
 
-def convert(obj: Any, variant: str, expected: Mapping[str, "torch.Tensor"]
+def convert(obj: Any, variant: str, expected: Mapping[str, "torch.Tensor"], name: str = "the checkpoint"
             ) -> tuple["OrderedDict[str, torch.Tensor]", str]:
     """Turn a loaded checkpoint object into a state_dict with exactly ``expected``'s keys and
     shapes (in its order), for the ``variant`` the module was built as (``m``, ``l``, ``xl``,
     ``m_ascend``). Returns the state_dict and a one-line description of what was found."""
-    sd, notes = unwrap(obj)
+    sd, notes = unwrap_state_dict(obj, name)
     layout, current, norms = to_current(sd)
     if layout is None:
         raise WeightsError(describe_foreign(sd))
@@ -224,20 +164,10 @@ def convert(obj: Any, variant: str, expected: Mapping[str, "torch.Tensor"]
     if size is None:
         raise WeightsError(f"this is a TResNet checkpoint of an unknown size (stem width {width}, "
                            f"{depth} blocks in layer3), not tresnet_{want}")
-    missing = [k for k in expected if k not in current]
-    extra = [k for k in current if k not in expected]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+    mismatch = KeyMismatch.between(current, expected)
+    if not mismatch.ok:
         raise WeightsError(f"incomplete or modified tresnet_{want} checkpoint ({_LAYOUT_NAMES[layout]} "
-                           f"layout): {', '.join(parts)} tensors")
-    for key, ref in expected.items():
-        if tuple(current[key].shape) != tuple(ref.shape):
-            raise WeightsError(f"tresnet_{want} checkpoint with a wrong shape at {key}: "
-                               f"{list(current[key].shape)}, expected {list(ref.shape)}")
+                           f"layout): {mismatch.describe()}")
     out = OrderedDict((k, current[k].to(ref.dtype)) for k, ref in expected.items())
     text = f"{_LAYOUT_NAMES[layout]} tresnet_{want} checkpoint"
     if layout == "timm045":
@@ -249,7 +179,7 @@ def convert(obj: Any, variant: str, expected: Mapping[str, "torch.Tensor"]
 
 def load_weights(module: "torch.nn.Module", path: Path, variant: str) -> str:
     """Read ``path``, convert it for ``variant`` and load it strictly into ``module``."""
-    obj = read_checkpoint(Path(path))
-    state, text = convert(obj, variant, module.state_dict())
+    obj = read_checkpoint(path)
+    state, text = convert(obj, variant, module.state_dict(), Path(path).name)
     module.load_state_dict(state, strict=True)
     return text

@@ -38,7 +38,7 @@ def test_timm_training_checkpoint_with_namespace(spec, seeded_m, tmp_path):
     variant = spec.variant("m")
     module = spec.build(variant)
     text = spec.load_weights(module, path, variant)
-    assert text == "timm tresnet_m checkpoint: 'state_dict' entry"
+    assert text == "timm tresnet_m checkpoint: 'state_dict' wrapper"
     assert torch.equal(module.head.fc.bias, seeded_m["head.fc.bias"])
 
 
@@ -50,7 +50,7 @@ def test_wrappers_and_prefixes(wrapper, prefix, seeded_m, expected_state):
     state, text = convert(obj, "m", expected_state("m"))
     assert list(state) == list(expected_state("m"))
     assert state["body.conv1.conv.weight"] is seeded_m["body.conv1.conv.weight"]
-    assert (f"'{wrapper}' entry" in text) == (wrapper is not None)
+    assert (f"'{wrapper}' wrapper" in text) == (wrapper is not None)
     assert ("'module.' prefix stripped" in text) == bool(prefix)
 
 
@@ -99,7 +99,7 @@ def test_v045_logits_equal_current_logits(seeded_m, manifest, model_m, logits_m,
 
 def test_ascend_checkpoint_loads_into_m_ascend(ascend_model, seeded_ascend):
     module, text = ascend_model
-    assert text == ("Ascend-patched timm v0.4.5 tresnet_m checkpoint: 'state_dict' entry, 'module.' prefix "
+    assert text == ("Ascend-patched timm v0.4.5 tresnet_m checkpoint: 'state_dict' wrapper, 'module.' prefix "
                     "stripped, renamed to timm names (60 BatchNorms copied as is)")
     # plain BN: no |w| + eps
     assert torch.equal(module.body.layer2[0].conv1.bn.weight, seeded_ascend["body.layer2.0.conv1.0.1.weight"])
@@ -152,13 +152,14 @@ def test_incomplete_and_modified_checkpoints(manifest, expected_state):
     sd = empty_state(manifest("m.timm"))
     del sd["body.layer3.4.se.fc1.bias"]
     assert _error(sd, "m", expected_state("m")) == (
-        "incomplete or modified tresnet_m checkpoint (timm layout): 1 missing "
-        "(e.g. body.layer3.4.se.fc1.bias) tensors")
+        "incomplete or modified tresnet_m checkpoint (timm layout): 1 missing keys "
+        "(e.g. body.layer3.4.se.fc1.bias)")
 
     sd = empty_state(manifest("m.timm"))
     sd["body.layer1.0.se.fc1.weight"] = torch.empty(32, 64, 1, 1)
-    assert "wrong shape at body.layer1.0.se.fc1.weight: [32, 64, 1, 1], expected [64, 64, 1, 1]" in \
-        _error(sd, "m", expected_state("m"))
+    assert _error(sd, "m", expected_state("m")) == (
+        "incomplete or modified tresnet_m checkpoint (timm layout): 1 shape mismatches "
+        "(e.g. body.layer1.0.se.fc1.weight: [32, 64, 1, 1] vs [64, 64, 1, 1])")
 
     sd = empty_state(manifest("m.timm"))
     sd["head.fc.weight"], sd["head.fc.bias"] = torch.empty(11221, 2048), torch.empty(11221)
@@ -168,8 +169,9 @@ def test_incomplete_and_modified_checkpoints(manifest, expected_state):
 def test_not_a_tresnet_at_all(expected_state):
     text = _error({"encoder.weight": torch.zeros(3), "decoder.bias": torch.zeros(2)}, "m", expected_state("m"))
     assert text == "this is not a TResNet checkpoint (2 tensors, first keys: encoder.weight, decoder.bias)"
-    assert _error([torch.zeros(1)], "m", expected_state("m")) == "not a state_dict: the checkpoint holds a list"
-    assert _error({"epoch": 3, "best": 0.5}, "m", expected_state("m")).startswith("not a state_dict: no tensors")
+    assert _error([torch.zeros(1)], "m", expected_state("m")) == "the checkpoint holds a list, not a state_dict"
+    assert _error({"epoch": 3, "best": 0.5}, "m", expected_state("m")) == (
+        "the checkpoint holds no tensors (top-level keys: epoch, best)")
 
 
 class _Pickled:
@@ -196,10 +198,10 @@ def test_unreadable_files(spec, built, tmp_path):
         messages[name] = str(info.value)
         assert "\n" not in messages[name]
     assert messages["missing.pth"].startswith("checkpoint not found")
-    assert messages["garbage.pth"].startswith("garbage.pth: not a readable PyTorch checkpoint")
-    assert messages["object.pth"].startswith("object.pth: refusing to unpickle ")
+    assert messages["garbage.pth"].startswith("cannot read garbage.pth: not a PyTorch checkpoint or corrupt")
+    assert messages["object.pth"].startswith("object.pth holds a pickled ")
     assert "_Pickled" in messages["object.pth"]
-    assert "torch.save(ckpt['state_dict']" in messages["object.pth"]
+    assert "save model.state_dict() instead of the whole model" in messages["object.pth"]
 
 
 def test_m_ascend_accepts_hyphen(spec):
