@@ -31,9 +31,10 @@ def _prod(values: Sequence[int]) -> int:
     return out
 
 
-def with_input_shape(model: Any, shape: Sequence[int]) -> Any:
+def with_input_shape(model: Any, shape: Sequence[int], symbolic: bool = False) -> Any:
     """A copy of ``model`` whose (single) graph input has the concrete ``shape``, with shapes
-    inferred through the graph."""
+    inferred through the graph (by onnx, or by onnxruntime's symbolic shape inference, which
+    also follows shapes computed in the graph: Shape -> Gather -> Reshape)."""
     import onnx
 
     m = onnx.ModelProto()
@@ -47,6 +48,10 @@ def with_input_shape(model: Any, shape: Sequence[int]) -> Any:
         d.dim_value = int(v)
     # intermediate value_info from the exporter may hold the symbolic shapes: infer afresh
     del m.graph.value_info[:]
+    if symbolic:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(m, auto_merge=True)
     return onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
 
 
@@ -56,7 +61,15 @@ def count_macs(model: Any, input_shape: Sequence[int] | None = None) -> dict[str
     Returns ``{"macs": total, "gflops": 2 * total / 1e9, "by_op": {op: macs},
     "nodes": counted, "unknown": [names of matching nodes whose shapes are not known]}``.
     """
-    m = with_input_shape(model, input_shape) if input_shape is not None else model
+    if input_shape is None:
+        return _count(model)
+    res = _count(with_input_shape(model, input_shape))
+    if res["unknown"]:  # e.g. TResNet's space-to-depth stem: shapes computed in the graph
+        res = _count(with_input_shape(model, input_shape, symbolic=True))
+    return res
+
+
+def _count(m: Any) -> dict[str, Any]:
     g = m.graph
     shapes: dict[str, list[int] | None] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):

@@ -46,8 +46,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"* software: {', '.join(f'{k} {v}' for k, v in mach['versions'].items())}",
         f"* measured peak: fp32 {peak['fp32_gflops']:.1f} GFLOP/s, int8 {peak['int8_gops']:.1f} GOP/s "
         f"({peak['method']})",
-        f"* weights: seeded random (speed does not depend on the values); {results['settings']['seconds']} s per "
-        f"point, {results['settings']['rounds']} alternating round(s) for the device-only series",
+        f"* weights: seeded random (speed does not depend on the values); device-only figures: the five series "
+        f"alternate in up to {results['settings']['rounds']} rounds of {results['settings']['seconds']} s / rounds "
+        "(at least 5 iterations each) and each figure is its best round; eval: best of 2 runs",
         "",
         "## Checks (issue 8)",
         "",

@@ -76,7 +76,8 @@ def compute(results: dict[str, Any], batch: int = 8) -> list[dict[str, Any]]:
     below = [k for k, v in pairs if v < NO_OVERHEAD]
     rows.append(_row(
         "hrdeploy onnxruntime device-only / bare ONNX Runtime loop", geomean(v for _, v in pairs), NO_OVERHEAD, ">=",
-        f"geometric mean over {len(pairs)} (model, precision, batch) points, measured in alternation",
+        f"geometric mean over {len(pairs)} (model, precision, batch) points; each figure the best of "
+        "rounds measured in alternation",
         detail=(f"worst {worst[0]}: {worst[1]:.3f}" if worst else "") +
                (f"; below {NO_OVERHEAD}: {', '.join(below)}" if below else "")))
 
@@ -89,7 +90,7 @@ def compute(results: dict[str, Any], batch: int = 8) -> list[dict[str, Any]]:
             f"w18 eval throughput / device-only, {prec} bs{batch}",
             _ratio(e.get("images_per_second"), _ips(p8, f"hrdeploy_{prec}")), E2E_OVER_DEVICE, ">=",
             f"hrdeploy.evaluate.evaluate on {e.get('images', '?')} generated ImageNet images (decode+preprocess+"
-            f"infer+postprocess+top-k metric) / hrdeploy device-only, batch {batch}", required=required))
+            f"infer+postprocess+top-k metric, best run) / hrdeploy device-only, batch {batch}", required=required))
 
     rows.append(_row(f"w18 int8 / fp32 device-only, bs{batch}",
                      _ratio(_ips(p8, "hrdeploy_int8"), _ips(p8, "hrdeploy_fp32")), INT8_SPEEDUP, ">=",
