@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                    "(default per model: 1,4,8,16; DEKR always runs batch 1)")
     p.add_argument("--seconds", type=float, help="measuring time per point and series (default 3, quick 1)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs per point and series (default 1)")
-    p.add_argument("--rounds", type=int, help="alternating rounds of the device-only series; each figure is the best round (default 3, quick 1)")
+    p.add_argument("--rounds", type=int, help="alternating rounds of the device-only series; each figure is the best round (default 2, quick 1)")
     p.add_argument("--threads", type=int, help="threads for ONNX Runtime, PyTorch and BLAS "
                                                "(default: the cores available to this process)")
     p.add_argument("--eval-images", type=int, help="generated ImageNet images for the eval check (default 64, quick 24)")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         models=select(args.models), batches=batches,
         seconds=args.seconds or (1.0 if quick else 3.0), warmup=args.warmup if not quick else min(args.warmup, 1),
-        rounds=args.rounds or (1 if quick else 3), threads=threads,
+        rounds=args.rounds or (1 if quick else 2), threads=threads,
         eval_images=args.eval_images or (24 if quick else 64), peak_seconds=1.5 if quick else 3.0,
         wait_load=None if (args.no_wait or quick) else args.wait_load, wait_max=args.wait_max,
         rebuild=args.rebuild, build_only=args.build_only, cache=args.cache, out_dir=args.out_dir, quick=quick, log=log,

@@ -87,10 +87,14 @@ def markdown(results: dict[str, Any]) -> str:
     evals = [(m, prec, e) for m in results["models"] for prec, e in (m.get("eval") or {}).items()]
     if evals:
         lines += ["", "## hrdeploy eval (streaming decode + preprocess + infer + top-k + metric)", "",
-                  "| model | precision | batch | images | images/s | ms/img decode/pre/infer/post |", "|---|---|---|---|---|---|"]
+                  "| model | precision | batch | images | eval images/s (runs) | device-only alongside (runs) | "
+                  "ms/img decode/pre/infer/post (best run) |", "|---|---|---|---|---|---|---|"]
         for m, prec, e in evals:
             t = e["per_image_ms"]
-            lines.append(f"| {m['key']} | {prec} | {e['batch']} | {e['images']} | {e['images_per_second']:.2f} | "
+            runs = ", ".join(f"{v:.2f}" for v in e.get("runs_ips", []))
+            devs = ", ".join(f"{v:.2f}" for v in e.get("device_runs_ips", []))
+            lines.append(f"| {m['key']} | {prec} | {e['batch']} | {e['images']} | {e['images_per_second']:.2f} ({runs}) | "
+                         f"{_fmt(e.get('device_ips'), 2)} ({devs}) | "
                          f"{t['decode']:.1f}/{t['preprocess']:.1f}/{t['infer']:.1f}/{t['postprocess']:.1f} |")
     par = [(m["key"], m.get("int8_parity") or {}) for m in results["models"]]
     lines += ["", "## int8 vs fp32 parity (from each int8 artifact's manifest, held-out images)", "",

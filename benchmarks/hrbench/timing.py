@@ -84,14 +84,15 @@ def loop_measure(fn: Callable[[], Any]) -> Measure:
 
 
 def paired(measures: dict[str, Measure], batch: int, seconds: float, warmup: int,
-           rounds: int) -> dict[str, dict[str, Any]]:
+           rounds: int, once: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
     """Measure several runners of the same work in alternation, ``rounds`` times each for
     ``seconds / rounds`` (at least 5 iterations) each time, so a change of load on a shared
     machine hits them alike. A series' figure is its best round: load from other processes
     only ever slows a run down, so the best round is the closest to the runner's own speed;
-    the pooled mean over all rounds is kept too. Rounds after the second are skipped once
-    1.5x the total time budget is spent (large batches, DEKR: the minimum iteration count
-    already makes each round overrun)."""
+    the pooled mean over all rounds is kept too. Series in ``once`` are measured in the first
+    round only (PyTorch: the slowest series, compared with a wide margin). Rounds after the
+    second are skipped once 1.5x the total time budget is spent (large batches, DEKR: the
+    minimum iteration count already makes each round overrun)."""
     acc: dict[str, list[tuple[float, int]]] = {k: [] for k in measures}
     budget = 1.5 * seconds * len(measures)
     start = time.perf_counter()
@@ -99,7 +100,8 @@ def paired(measures: dict[str, Measure], batch: int, seconds: float, warmup: int
         if r >= 2 and time.perf_counter() - start > budget:
             break
         for name, measure in measures.items():
-            acc[name].append(measure(seconds / rounds, warmup if r == 0 else 1))
+            if r == 0 or name not in once:
+                acc[name].append(measure(seconds / rounds, warmup if r == 0 else 1))
     out: dict[str, dict[str, Any]] = {}
     for name, parts in acc.items():
         iters = sum(n for _, n in parts)

@@ -86,11 +86,14 @@ def compute(results: dict[str, Any], batch: int = 8) -> list[dict[str, Any]]:
     ev = ((w18 or {}).get("eval") or {})
     for prec, required in (("fp32", True), ("int8", False)):
         e = ev.get(prec) or {}
+        # the device-only figure measured alongside the eval runs when there is one
+        device = e.get("device_ips") or _ips(p8, f"hrdeploy_{prec}")
         rows.append(_row(
             f"w18 eval throughput / device-only, {prec} bs{batch}",
-            _ratio(e.get("images_per_second"), _ips(p8, f"hrdeploy_{prec}")), E2E_OVER_DEVICE, ">=",
+            _ratio(e.get("images_per_second"), device), E2E_OVER_DEVICE, ">=",
             f"hrdeploy.evaluate.evaluate on {e.get('images', '?')} generated ImageNet images (decode+preprocess+"
-            f"infer+postprocess+top-k metric, best run) / hrdeploy device-only, batch {batch}", required=required))
+            f"infer+postprocess+top-k metric, best of 2 runs) / hrdeploy device-only at batch {batch} measured "
+            "alongside (best of 2)", required=required))
 
     rows.append(_row(f"w18 int8 / fp32 device-only, bs{batch}",
                      _ratio(_ips(p8, "hrdeploy_int8"), _ips(p8, "hrdeploy_fp32")), INT8_SPEEDUP, ">=",
