@@ -223,3 +223,41 @@ def test_eval_scores_recorded_ais_bench_outputs(fmt, tmp_path, run_cli):
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["data"]["evaluated"] == len(items) - 1 and r["data"]["missing_outputs"] == 1
     assert r["metric"]["top1"] == pytest.approx(100 * (len(items) - 2) / (len(items) - 1), abs=1e-3)
+
+
+def test_eval_compare_checks_agreement_on_the_evaluated_images(exported, workdir, tmp_path, run_cli):
+    """``eval --compare`` runs every evaluated input through a reference model too: the
+    converted artifact agrees with its source ONNX on these images, figures in result.json."""
+    imagenet_label_layout(tmp_path / "d", per_colour=2)
+    res = run_cli("convert", exported, "--target", "onnxruntime", "-o", tmp_path / "fp32")
+    assert res.code == 0, res
+    res = run_cli("eval", tmp_path / "fp32", "--data", f"imagenet:{tmp_path / 'd'}", "-o", tmp_path / "r.json",
+                  "--batch", "4", "--compare", exported)
+    assert res.code == 0, res
+    (cmp,) = json.loads((tmp_path / "r.json").read_text())["compare"]
+    assert cmp["input_size"] == "224x224" and cmp["inputs"] == 6 and cmp["passed"]
+    assert cmp["outputs"][0]["max_rel"] < 1e-5 and cmp["task"]["value"] == 1.0
+    assert "network inputs of 224x224 from this evaluation" in res.out and "top-1 agreement" in res.out
+
+    wrong = run_cli("eval", exported, "--data", f"imagenet:{tmp_path / 'd'}", "-o", tmp_path / "w.json",
+                    "--compare", colour_classifier_onnx(tmp_path / "colour.onnx"))
+    assert wrong.code == 2 and "--compare model is hrnet_cls/w18, the evaluated one hrnet_cls/w18_small_v1" in wrong.err
+
+
+def test_eval_compare_breach_exits_1_naming_the_output(tmp_path, run_cli):
+    import onnx
+    from onnx import numpy_helper
+
+    model = colour_classifier_onnx(tmp_path / "colour.onnx")
+    scaled = onnx.load(str(model))
+    w = next(i for i in scaled.graph.initializer if i.name == "w")
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.5, "w"))  # same answers, other logits
+    onnx.save(scaled, str(tmp_path / "scaled.onnx"))
+    imagenet_label_layout(tmp_path / "d", per_colour=1)
+    res = run_cli("eval", tmp_path / "scaled.onnx", "--data", f"imagenet:{tmp_path / 'd'}", "-o", tmp_path / "r.json",
+                  "--compare", model)
+    assert res.code == 1, res
+    assert "--compare found a breach: 224x224: output 'logits': max rel 0.5" in res.err
+    r = json.loads((tmp_path / "r.json").read_text())  # the evaluation itself is kept
+    assert r["metric"]["top1"] == 100.0 and not r["compare"][0]["passed"]
+    assert r["compare"][0]["task"]["value"] == 1.0

@@ -356,6 +356,7 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              images_dir: Optional[Path] = typer.Option(None, "--images", help="COCO image folder (if not DATA/val2017)."),
              labels: Optional[Path] = typer.Option(None, "--labels", help="ImageNet label file (if not DATA/val_label.txt)."),
              outputs: Optional[Path] = typer.Option(None, "--outputs", help="Score recorded outputs (ais_bench TXT/NPY folder) instead of running the model."),
+             compare: Optional[Path] = typer.Option(None, "--compare", help="Also run every evaluated input through this model (e.g. the source .onnx) and compare the outputs; exit 1 on a breach."),
              flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
              scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
              opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
@@ -374,10 +375,16 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
                             describe={"target": art.target, "precision": art.precision, "artifact": str(art.path)})
     else:
         session = _open(model_file, device, sets, threads)
+        reference = _open(compare, None, None, None) if compare is not None else None
         with session.runner:
-            res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
-                           workers=workers, progress=_progress("eval"), log=_log)
+            try:
+                res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
+                               workers=workers, progress=_progress("eval"), log=_log, compare=reference)
+            finally:
+                if reference is not None:
+                    reference.close()
     rows = res.pop("_rows")
+    reports = res.pop("_compare", [])
     t = Table(title=f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
                     f"{res['data']['evaluated']} images", title_justify="left")
     t.add_column("metric")
@@ -385,10 +392,17 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    for size, report in reports:
+        out.print(_parity_table(f"{report.test} vs {report.reference}, {report.inputs} network inputs of {size} "
+                                "from this evaluation", report))
     if res.get("simulated"):
         out.print("[yellow]ran on a simulator: accuracy is meaningful, speed is not[/yellow]")
     out.print(f"wrote {output}")
     _registry().call("hrdeploy_after_eval", result=res, result_path=output)
+    failures = [f"{size}: {f}" for size, r in reports for f in r.failures()]
+    if failures:
+        err.print("error: --compare found a breach: " + "; ".join(failures), markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

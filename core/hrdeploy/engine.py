@@ -12,7 +12,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -81,22 +81,24 @@ def _prepare(ref: SampleRef, pipeline: Pipeline, images: dict[str, np.ndarray] |
     return ref, list(items), t1 - t0, t2 - t1, None
 
 
+#: called with each finished sample's items and their network outputs (``eval --compare``)
+Observer = Callable[[SampleRef, list[Item], list[dict[str, np.ndarray]]], None]
+
+
 class Stream:
     """Runs samples through pipeline + runner; iterate :meth:`run` for (ref, prediction)."""
 
     def __init__(self, pipeline: Pipeline, runner: Runner, batch: int = 1, workers: int | None = None,
-                 images: dict[str, np.ndarray] | None = None, keep_outputs: bool = False,
-                 skip_bad_images: bool = False) -> None:
+                 images: dict[str, np.ndarray] | None = None, skip_bad_images: bool = False, observe: Observer | None = None) -> None:
         self.pipeline = pipeline
         self.runner = runner
         self.batch = choose_batch(batch, runner.batch_sizes)
         self.workers = workers or default_workers()
         self.images = images  # pre-decoded images by sample id (bench's in-memory set)
         self.timings = Timings()
-        self.keep_outputs = keep_outputs
-        self.raw_outputs: dict[str, list[dict[str, np.ndarray]]] = {}
         self.skip_bad_images = skip_bad_images
         self.skipped: list[tuple[SampleRef, str]] = []
+        self.observe = observe
 
     # -- batching ------------------------------------------------------------------------------
     def _check_size(self, item: Item, ref: SampleRef) -> tuple[int, ...]:
@@ -180,8 +182,8 @@ class Stream:
                                            [p.outputs for p in done])  # type: ignore[misc]
         self.timings.postprocess += time.perf_counter() - t0
         for p, pred in zip(done, preds):
-            if self.keep_outputs:
-                self.raw_outputs[p.ref.id] = p.outputs  # type: ignore[assignment]
+            if self.observe is not None:
+                self.observe(p.ref, p.items, p.outputs)  # type: ignore[arg-type]
             yield p.ref, pred
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import __version__
+from .crosscheck import OutputRecorder, check_reference, compare_recorded
 from .engine import Stream
 from .errors import UserError
 from .io import atomic_write_json, dumps
@@ -66,7 +67,10 @@ def _load_partial(path: Path, key: str) -> dict[str, dict[str, Any]]:
 def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None, batch: int = 1,
              resume: bool = False, options: dict[str, Any] | None = None, workers: int | None = None,
              progress: Callable[[int, int], Iterator[None] | Any] | None = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, compare: Session | None = None) -> dict[str, Any]:
+    """Evaluate ``session`` on ``data`` and write the result JSON to ``out``. With ``compare``
+    (a reference model, e.g. the source ONNX on onnxruntime), every network input of this run
+    also goes through the reference and the outputs are compared (``result["compare"]``)."""
     kind, path = parse_data(data)
     opts = check_model_options(session.spec, options)
     pipeline = session.pipeline(opts)
@@ -89,7 +93,11 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     todo = [r for r in refs if r.id not in done]
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    stream = Stream(pipeline, session.runner, batch=batch, workers=workers)
+    recorder = None
+    if compare is not None:
+        check_reference(session, compare)
+        recorder = OutputRecorder(list(session.runner.output_names))
+    stream = Stream(pipeline, session.runner, batch=batch, workers=workers, observe=recorder)
     t0 = time.perf_counter()
     with open(partial, "a", encoding="utf-8") as pf:
         if pf.tell() == 0:
@@ -112,6 +120,11 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
                    "per_image_ms": stream.timings.per_image_ms(len(todo)), "resumed": len(done)},
         "created": _now(), "hrdeploy_version": __version__,
     }
+    reports = []
+    if compare is not None and recorder is not None:
+        log(f"--compare: running the {len(recorder.inputs)} network inputs of this run through {compare.artifact.path}")
+        reports = compare_recorded(session, compare, recorder, batch=max(batch, 8))
+        result["compare"] = [{"input_size": size, **r.to_dict()} for size, r in reports]
     extra = metric.extra_files()
     written = {}
     for name, obj in extra.items():
@@ -123,6 +136,7 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     atomic_write_json(out, result)
     partial.unlink(missing_ok=True)
     result["_rows"] = metric.rows(summary)
+    result["_compare"] = reports
     return result
 
 
