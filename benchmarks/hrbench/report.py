@@ -114,7 +114,7 @@ def plot_png(results: dict[str, Any]) -> bytes:
     cols = min(2, len(models)) or 1
     rows = (len(models) + cols - 1) // cols or 1
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), dpi=72, squeeze=False)
-    styles = {"pytorch": "k:", "bare_fp32": "C0--", "hrdeploy_fp32": "C0o-", "bare_int8": "C1--", "hrdeploy_int8": "C1o-"}
+    styles = {"pytorch": "kx:", "bare_fp32": "C0+--", "hrdeploy_fp32": "C0o-", "bare_int8": "C1+--", "hrdeploy_int8": "C1o-"}
     for ax, m in zip(axes.flat, models):
         b = [p["batch"] for p in m["points"]]
         for key, label, _ in SERIES:
