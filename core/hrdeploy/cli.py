@@ -432,6 +432,9 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
     with session.runner:
         rep = do_bench(session, batches, seconds=seconds, warmup=warmup, e2e=e2e, images_dir=images_dir,
                        workers=workers, log=_log)
+    parity = rep.pop("_parity", None)
+    if parity is not None:
+        out.print(_parity_table(f"{parity.test} vs {parity.reference} ({parity.inputs} inputs)", parity))
     t = Table(title=f"{rep['model']}/{rep['variant']} on {rep['runner']} ({rep['precision']})", title_justify="left")
     for c in ("batch", "device img/s", "latency ms mean/p50/p99", "e2e img/s", "e2e ms/img decode/pre/infer/post", "iters"):
         t.add_column(c)

@@ -17,7 +17,7 @@ from .export import load_reference
 from .io import atomic_write_json
 from .parity import ParityReport, compare
 from .plugins import Registry
-from .session import open_session
+from .session import Session, open_session
 
 
 def report_path(artifact: Artifact) -> Path:
@@ -26,20 +26,21 @@ def report_path(artifact: Artifact) -> Path:
     return artifact.path.with_suffix(".verify.json")
 
 
-def verify(registry: Registry, model_file: Path, device: str | None = None,
-           target_options: dict[str, Any] | None = None) -> tuple[ParityReport, dict[str, Any], Path]:
-    artifact = Artifact.load(model_file)
+def _reference_file(artifact: Artifact) -> Path:
     ref_file = artifact.file("reference", required=False)
     if ref_file is None or not ref_file.is_file():
-        raise UserError(f"{model_file} carries no reference outputs",
+        raise UserError(f"{artifact.path} carries no reference outputs",
                         "re-run 'hrdeploy export' / 'hrdeploy convert' with this version to store them")
-    x, stored = load_reference(ref_file)
-    session = open_session(registry, model_file, device=device, target_options=target_options)
-    with session.runner:
-        names = session.runner.output_names
-        got = run_arrays(session.runner, x)
-        label, simulated = session.runner.label, session.runner.simulated
-    by_name = dict(zip(names, got))
+    return ref_file
+
+
+def reference_report(session: Session) -> ParityReport:
+    """Run the artifact's stored reference inputs on the session's runner and compare with the
+    stored onnxruntime fp32 outputs, per output and at task level."""
+    artifact = session.artifact
+    x, stored = load_reference(_reference_file(artifact))
+    got = run_arrays(session.runner, x)
+    by_name = dict(zip(session.runner.output_names, got))
     outputs = list(session.variant.outputs)
     missing = [n for n in outputs if n not in stored or n not in by_name]
     if missing:
@@ -47,11 +48,21 @@ def verify(registry: Registry, model_file: Path, device: str | None = None,
         if len(got) == len(outputs) and all(n in stored for n in outputs):
             by_name = dict(zip(outputs, got))
         else:
-            raise UserError(f"outputs {missing} missing from the run or the reference of {model_file}")
+            raise UserError(f"outputs {missing} missing from the run or the reference of {artifact.path}")
     ref = [stored[n] for n in outputs]
     test = [np.asarray(by_name[n]) for n in outputs]
-    report = compare(session.spec, session.variant, ref, test, artifact.precision,
-                     "onnxruntime fp32 (stored)", f"{artifact.target} {artifact.precision} on {label}")
+    return compare(session.spec, session.variant, ref, test, artifact.precision,
+                   "onnxruntime fp32 (stored)", f"{artifact.target} {artifact.precision} on {session.runner.label}")
+
+
+def verify(registry: Registry, model_file: Path, device: str | None = None,
+           target_options: dict[str, Any] | None = None) -> tuple[ParityReport, dict[str, Any], Path]:
+    artifact = Artifact.load(model_file)
+    _reference_file(artifact)  # before opening a device or starting a simulator
+    session = open_session(registry, model_file, device=device, target_options=target_options)
+    with session.runner:
+        report = reference_report(session)
+        label, simulated = session.runner.label, session.runner.simulated
     doc = {"artifact": str(artifact.path), "model": artifact.model, "variant": artifact.variant,
            "target": artifact.target, "precision": artifact.precision, "runner": label, "simulated": simulated,
            "device": device, "verdict": "pass" if report.passed else "breach", **report.to_dict(),

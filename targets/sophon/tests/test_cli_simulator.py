@@ -124,6 +124,16 @@ def test_classifier_fp32_on_the_simulator_agrees_with_onnxruntime(classifier: Pa
     print(f"\nsmall classifier, bm1684x fp32 on the cmodel vs onnxruntime, 5 images: max rel "
           f"{cmp['outputs'][0]['max_rel']:.2e}, {cmp['task']['text']}")
 
+    # bench on the simulator: no throughput figures (host simulation time), the parity instead
+    res = run_cli("bench", art, "--batch", "2", "--json", work / "bench.json")
+    assert res.code == 0, res
+    rep = json.loads((work / "bench.json").read_text())
+    assert rep["results"] == [] and rep["simulated"] is True and "not measured" in rep["note"]
+    assert rep["parity"]["passed"] and rep["parity"]["inputs"] >= 4
+    assert "vs onnxruntime fp32 (stored)" in res.out
+    res = run_cli("bench", art, "--batch", "2", "--plot", work / "bench.png")
+    assert res.code == 2 and "nothing to plot" in res.err and not (work / "bench.png").exists()
+
 
 def test_classifier_int8_on_the_simulator_stays_close(classifier: Path, imagenet: Path, work: Path,
                                                       run_cli: Any) -> None:
