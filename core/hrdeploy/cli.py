@@ -151,7 +151,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 # -- export / convert ----------------------------------------------------------------------------
 
-def _parity_table(title: str, report: Any) -> Table:
+def _parity_table(title: str | None, report: Any) -> Table:
     t = Table(title=title, title_justify="left")
     for c in ("output", "max abs", "max rel (of max|ref|)", "min cosine", "sample-diff rel", "verdict"):
         t.add_column(c)
@@ -385,16 +385,19 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
                     reference.close()
     rows = res.pop("_rows")
     reports = res.pop("_compare", [])
-    t = Table(title=f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
-                    f"{res['data']['evaluated']} images", title_justify="left")
+    # a two-column table is narrower than its title: rich would wrap the title inside it
+    out.print(f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
+              f"{res['data']['evaluated']} images", style="italic", highlight=False)
+    t = Table()
     t.add_column("metric")
     t.add_column("value")
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
     for size, report in reports:
-        out.print(_parity_table(f"{report.test} vs {report.reference}, {report.inputs} network inputs of {size} "
-                                "from this evaluation", report))
+        out.print(f"--compare: {report.test} vs {report.reference}, {report.inputs} network inputs of {size} "
+                  "from this evaluation", style="italic", highlight=False)
+        out.print(_parity_table(None, report))
     if res.get("simulated"):
         out.print("[yellow]ran on a simulator: accuracy is meaningful, speed is not[/yellow]")
     out.print(f"wrote {output}")
