@@ -387,7 +387,7 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
     reports = res.pop("_compare", [])
     # a two-column table is narrower than its title: rich would wrap the title inside it
     out.print(f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
-              f"{res['data']['evaluated']} images", style="italic", highlight=False)
+              f"{res['data']['evaluated']} images", style="italic", highlight=False, soft_wrap=True)
     t = Table()
     t.add_column("metric")
     t.add_column("value")
@@ -396,7 +396,7 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
     out.print(t)
     for size, report in reports:
         out.print(f"--compare: {report.test} vs {report.reference}, {report.inputs} network inputs of {size} "
-                  "from this evaluation", style="italic", highlight=False)
+                  "from this evaluation", style="italic", highlight=False, soft_wrap=True)
         out.print(_parity_table(None, report))
     if res.get("simulated"):
         out.print("[yellow]ran on a simulator: accuracy is meaningful, speed is not[/yellow]")
