@@ -7,9 +7,9 @@
 ``threading``: end-to-end (hrdeploy.bench.end_to_end, the streaming loop of eval) and
 device-only throughput of the cached fp32 and int8 artifacts under variants of the session
 options and the decode/preprocess worker count. Each variant is a runner built exactly like
-``OrtRunner`` with one thing changed.
-``dekr_adapt``: DEKR's adaptive convolutions as GridSample +
-MatMul vs ONNX DeformConv. All use the models run.py cached in benchmarks/.cache.
+``OrtRunner`` with one thing changed; it uses the models run.py cached in benchmarks/.cache.
+``dekr_adapt``: DEKR's adaptive convolutions exported as GridSample + MatMul vs ONNX DeformConv
+(it exports both).
 """
 from __future__ import annotations
 
@@ -78,9 +78,10 @@ def threading(args: argparse.Namespace) -> None:
 
 
 def dekr_adapt(args: argparse.Namespace) -> None:
-    """DEKR's adaptive convolutions exported as GridSample + MatMul (the plugin's default) vs
-    one ONNX DeformConv node each (HRDEPLOY_DEKR_ADAPT_CONV=deformconv, opset 19): device-only
-    speed at 512x768 and agreement of the outputs, same seeded weights."""
+    """DEKR's adaptive convolutions exported as GridSample + MatMul (``--opt adapt_conv=grid_sample``,
+    opset 17: the plugin's default, what the vendor compilers take) vs one ONNX DeformConv node
+    each (``--opt adapt_conv=deformconv --opset 19``): device-only speed at 512x768 and agreement
+    of the outputs, same seeded weights."""
     import tempfile
     import time
 
@@ -96,15 +97,15 @@ def dekr_adapt(args: argparse.Namespace) -> None:
     spec = reg.model("dekr")
     var = spec.variant("w32")
     tmp = Path(tempfile.mkdtemp())
-    paths = {"grid_sample (opset 17)": HERE / ".cache" / "dekr-w32" / "ort-fp32" / "model.onnx"}
-    os.environ["HRDEPLOY_DEKR_ADAPT_CONV"] = "deformconv"
-    t0 = time.perf_counter()
-    with batch_safe_reference_runs():
-        export(spec, var, tmp / "dekr_deformconv.onnx", weights=None, random_weights=True, seed=0, opset=19,
-               log=lambda _m: None)
-    del os.environ["HRDEPLOY_DEKR_ADAPT_CONV"]
-    print(f"exported the DeformConv form in {time.perf_counter() - t0:.0f} s (parity vs PyTorch passed)")
-    paths["DeformConv (opset 19)"] = tmp / "dekr_deformconv.onnx"
+    paths = {}
+    for impl, opset in (("grid_sample", 17), ("deformconv", 19)):
+        t0 = time.perf_counter()
+        path = tmp / f"dekr_{impl}.onnx"
+        with batch_safe_reference_runs():
+            export(spec, var, path, weights=None, random_weights=True, seed=0, opset=opset,
+                   options={"adapt_conv": impl}, log=lambda _m: None)
+        print(f"exported the {impl} form in {time.perf_counter() - t0:.0f} s (parity vs PyTorch passed)")
+        paths[f"{impl} (opset {opset})"] = path
     x = reference_inputs(spec, var, None, count=1)
     outs = {}
     runners = {k: OrtRunner(p, threads=args.threads) for k, p in paths.items()}

@@ -28,23 +28,26 @@ class Built:
     cached: bool
 
 
-def _stamp(model: str, variant: str, seed: int, calib: int, calib_size: tuple[int, int]) -> dict[str, Any]:
+def _stamp(model: str, variant: str, seed: int, calib: int, calib_size: tuple[int, int],
+           options: dict[str, str], opset: int) -> dict[str, Any]:
     import onnxruntime as ort
 
     import hrdeploy
 
     return {"model": model, "variant": variant, "seed": seed, "calib_count": calib, "held_out": HELD_OUT,
-            "calib_image_size": list(calib_size), "hrdeploy": hrdeploy.__version__, "onnxruntime": ort.__version__}
+            "calib_image_size": list(calib_size), "export_options": options, "opset": opset,
+            "hrdeploy": hrdeploy.__version__, "onnxruntime": ort.__version__}
 
 
 def build(registry: Any, cache: Path, model: str, variant: str, *, seed: int, calib_count: int,
-          calib_size: tuple[int, int], rebuild: bool, log: Callable[[str], None]) -> Built:
+          calib_size: tuple[int, int], rebuild: bool, log: Callable[[str], None],
+          options: dict[str, str] | None = None, opset: int = 17) -> Built:
     from hrdeploy.convert import convert
     from hrdeploy.export import export
     from hrdeploy.samples import write_images
 
     folder = cache / f"{model}-{variant}"
-    stamp = _stamp(model, variant, seed, calib_count, calib_size)
+    stamp = _stamp(model, variant, seed, calib_count, calib_size, dict(options or {}), opset)
     onnx_path, fp32, int8 = folder / "model.onnx", folder / "ort-fp32", folder / "ort-int8"
     done = all((p / "manifest.json").is_file() for p in (fp32, int8)) and onnx_path.is_file()
     stamp_file = folder / "stamp.json"
@@ -58,8 +61,10 @@ def build(registry: Any, cache: Path, model: str, variant: str, *, seed: int, ca
     spec = registry.model(model)
     var = spec.variant(variant)
     quiet = lambda _msg: None  # noqa: E731 - the library's tables are noise in the benchmark log
-    log(f"  export {model}/{variant} (seeded random weights, seed {seed})")
-    export(spec, var, onnx_path, weights=None, random_weights=True, seed=seed, log=quiet)
+    opts = "".join(f", --opt {k}={v}" for k, v in (options or {}).items())
+    log(f"  export {model}/{variant} (seeded random weights, seed {seed}, opset {opset}{opts})")
+    export(spec, var, onnx_path, weights=None, random_weights=True, seed=seed, opset=opset,
+           options=dict(options) if options else None, log=quiet)
     calib_dir = folder / "calib"
     write_images(calib_dir, calib_count + HELD_OUT, size=calib_size, seed=100)
     log(f"  convert onnxruntime fp32")

@@ -3,6 +3,7 @@ parity of ONNX Runtime against PyTorch on the same input."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from collections import Counter
@@ -154,7 +155,16 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
         try:
             onnx.checker.check_model(model)
         except Exception as e:
-            raise UserError(f"the exported graph fails onnx.checker: {' '.join(str(e).split())[:200]}") from None
+            text = " ".join(str(e).split())
+            newer = re.search(r"No Op registered for (\w+) with domain_version of (\d+)", text)
+            if newer:  # an operator newer than the requested opset (DEKR's DeformConv needs 19)
+                op = newer.group(1)
+                first = [d.since_version for d in onnx.defs.get_all_schemas_with_history()
+                         if d.name == op and d.domain == ""]
+                since = f"--opset {min(first)} or higher" if first else "a higher --opset"
+                raise UserError(f"the exported graph uses {op}, which opset {opset} does not have",
+                                f"export with {since}") from None
+            raise UserError(f"the exported graph fails onnx.checker: {text[:200]}") from None
         onnx.save(model, str(tmp_path))
         ort_out = run_onnx(tmp_path, x)
         report = compare(spec, variant, torch_out, ort_out, "fp32", "pytorch", "onnxruntime")
