@@ -449,7 +449,8 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
                   f"{r['e2e_ips']:.1f}" if r.get("e2e_ips") else "-",
                   "/".join(f"{e.get(k, 0):.1f}" for k in ("decode", "preprocess", "infer", "postprocess")) if e else "-",
                   str(r.get("iterations", "")))
-    out.print(t)
+    if rep["results"] or parity is None:  # a simulator has no throughput rows, only its parity
+        out.print(t)
     for s in rep["skipped"]:
         out.print(f"[dim]batch {s['batch']} skipped: {s['reason']}[/dim]")
     if rep.get("note"):
