@@ -84,13 +84,11 @@ def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup
           options: dict[str, Any] | None = None, workers: int | None = None, e2e: bool = True,
           images_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     runner = session.runner
-    native = session.target.bench_native(session.artifact, batches, seconds) if not runner.simulated else None
     allowed = runner.batch_sizes
     report: dict[str, Any] = {
         **session.describe(), "seconds_per_point": seconds, "results": [], "skipped": [],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": os.uname().nodename, "hrdeploy_version": __version__,
-        "device_timing": "vendor tool" if native else "Runner.run wall time (host <-> device copies included)",
     }
     if runner.simulated:
         # host simulation time says nothing about the chip: no loops, the parity a user can trust
@@ -103,6 +101,8 @@ def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup
                       parity=parity.to_dict(), device_timing=None)
         report["_parity"] = parity
         return report
+    native = session.target.bench_native(session.artifact, batches, seconds)
+    report["device_timing"] = "vendor tool" if native else "Runner.run wall time (host <-> device copies included)"
     native_rows = {int(r["batch"]): r for r in (native or [])}
     with tempfile.TemporaryDirectory() as tmp:
         if e2e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
@@ -375,14 +376,11 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
                             describe={"target": art.target, "precision": art.precision, "artifact": str(art.path)})
     else:
         session = _open(model_file, device, sets, threads)
-        reference = _open(compare, None, None, None) if compare is not None else None
         with session.runner:
-            try:
+            reference = _open(compare, None, None, None) if compare is not None else None
+            with reference.runner if reference is not None else nullcontext():
                 res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
                                workers=workers, progress=_progress("eval"), log=_log, compare=reference)
-            finally:
-                if reference is not None:
-                    reference.close()
     rows = res.pop("_rows")
     reports = res.pop("_compare", [])
     # a two-column table is narrower than its title: rich would wrap the title inside it

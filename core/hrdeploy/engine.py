@@ -89,7 +89,8 @@ class Stream:
     """Runs samples through pipeline + runner; iterate :meth:`run` for (ref, prediction)."""
 
     def __init__(self, pipeline: Pipeline, runner: Runner, batch: int = 1, workers: int | None = None,
-                 images: dict[str, np.ndarray] | None = None, skip_bad_images: bool = False, observe: Observer | None = None) -> None:
+                 images: dict[str, np.ndarray] | None = None, skip_bad_images: bool = False,
+                 observe: Observer | None = None) -> None:
         self.pipeline = pipeline
         self.runner = runner
         self.batch = choose_batch(batch, runner.batch_sizes)

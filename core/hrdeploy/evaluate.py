@@ -121,7 +121,8 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
         "created": _now(), "hrdeploy_version": __version__,
     }
     reports = []
-    if compare is not None and recorder is not None:
+    if recorder is not None:
+        assert compare is not None
         log(f"--compare: running the {len(recorder.inputs)} network inputs of this run through {compare.artifact.path}")
         reports = compare_recorded(session, compare, recorder, batch=max(batch, 8))
         result["compare"] = [{"input_size": size, **r.to_dict()} for size, r in reports]

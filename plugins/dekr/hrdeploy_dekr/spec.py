@@ -67,7 +67,7 @@ class DEKRSpec(ModelSpec):
     def build(self, variant: Variant, options: dict[str, Any] | None = None) -> "torch.nn.Module":
         from .model import ADAPT_IMPLS, DEKRNet
 
-        impl = (options or {}).get("adapt_conv") or "grid_sample"
+        impl = _option(options or {}, "adapt_conv")
         if impl not in ADAPT_IMPLS:
             raise UserError(f"adaptive conv form {impl!r} unknown", "choose one of: " + ", ".join(ADAPT_IMPLS))
         return DEKRNet(width_of(variant), adapt_impl=impl).eval()
