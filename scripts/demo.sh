@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-demo}"
 mkdir -p "$OUT"
-hr() { echo "+ hrdeploy $*"; "${PYTHON:-python3}" -m hrdeploy "$@"; }
+# the interpreter install.sh installed into (its .venv/ unless PYTHON or a venv was active)
+PY="${PYTHON:-$(cat .venv-python 2>/dev/null || echo python3)}"
+hr() { echo "+ hrdeploy $*"; "$PY" -m hrdeploy "$@"; }
 
 hr list
 hr samples "$OUT/images" --count 4 --seed 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import textwrap
@@ -38,11 +39,19 @@ def _write_package(root: Path, dist: str, module: str, entry_points: str, plugin
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """A fresh virtual environment that sees the installed hrdeploy (system site-packages)
-    and gets three third-party plugin packages installed with pip."""
+    """A fresh virtual environment that sees the environment running the tests (where hrdeploy
+    is installed) and gets three third-party plugin packages installed with pip."""
     root = tmp_path_factory.mktemp("plugins")
     env_dir = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    # `venv --system-site-packages` would expose the *base* interpreter's packages, not those of
+    # the virtual environment running pytest. addsitedir (not a bare path line) also processes
+    # that environment's own .pth files, which is where editable installs put their finders.
+    inner_site = Path(subprocess.run([str(env_dir / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                     check=True, capture_output=True, text=True).stdout.strip())
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (inner_site / "zz_running_env.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
     example = root / "example"
     shutil.copytree(REPO / "docs" / "example-plugin", example)
     broken = _write_package(root, "hrdeploy-broken", "hrdeploy_broken",

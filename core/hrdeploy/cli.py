@@ -13,11 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ParityError, UserError
+from .errors import (EXIT_BREACH, EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER,
+                     ParityError, UserError, describe_os_error)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="HRNet-family models from a PyTorch checkpoint to a measured deployment.\n\n"
-                       "export -> convert -> predict / eval / bench / verify, for any installed model on any installed target.")
+                       "export -> convert -> predict / eval / bench / verify, for any installed model on any installed target."
+                       "\n\n" + EXIT_CODES_HELP)
 toolchain_app = typer.Typer(no_args_is_help=True, help="Provision vendor toolchains (nothing is installed behind your back).")
 app.add_typer(toolchain_app, name="toolchain")
 
@@ -86,13 +88,24 @@ def _progress(description: str) -> Callable[[int, int], Callable[[int], None]]:
     return start
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: hrdeploy's version and each installed plugin distribution's, read from
+    the entry-point metadata (no plugin is imported, so a broken one cannot hide the others)."""
+    if not value:
+        return
+    from .plugins import installed_distributions
+
+    out.print(f"hrdeploy {__version__}", highlight=False)
+    for dist, version, provides in installed_distributions():
+        out.print(f"{dist} {version or '?'} ({', '.join(provides)})", highlight=False)
+    raise typer.Exit(0)
+
+
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print hrdeploy's version and every installed plugin's, and exit.")) -> None:
     _state["debug"] = debug
-    if version:
-        out.print(f"hrdeploy {__version__}")
-        raise typer.Exit(0)
 
 
 # -- list / doctor ---------------------------------------------------------------------------------
@@ -168,9 +181,9 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
            weights: Optional[Path] = typer.Option(None, "--weights", help="Checkpoint (official, timm, mm* layouts...)."),
            random_weights: bool = typer.Option(False, "--random-weights", help="Export seeded random weights (not a trained model)."),
            seed: int = typer.Option(0, "--seed", help="Seed for --random-weights and the parity input."),
-           batch: Optional[int] = typer.Option(None, "--batch", help="Static batch size (default: dynamic batch)."),
+           batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Static batch size (default: dynamic batch)."),
            dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch axis (the default)."),
-           opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+           opset: int = typer.Option(17, "--opset", min=7, help="ONNX opset."),
            ref_images: Optional[Path] = typer.Option(None, "--ref-images", help="Images for the reference set stored with the file."),
            strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (exit 1) when ONNX Runtime breaches the tolerance."),
            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model export option KEY=VALUE (e.g. rescore=PATH for dekr).")) -> None:
@@ -211,13 +224,13 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes to compile, e.g. 1,4,8."),
             precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
             calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (int8)."),
-            calib_count: int = typer.Option(100, "--calib-count", help="How many calibration images."),
+            calib_count: int = typer.Option(100, "--calib-count", min=1, help="How many calibration images."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Write the plan and print the commands; run nothing."),
             force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder."),
             strict: bool = typer.Option(True, "--strict/--no-strict", help="Exit 1 when the converted model breaches its tolerance."),
             chip: Optional[str] = typer.Option(None, "--chip", help="Sophon chip (bm1684, bm1684x)."),
             soc: Optional[str] = typer.Option(None, "--soc", help="Ascend SoC (e.g. Ascend310P3; default: auto from npu-smi)."),
-            threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+            threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE (repeatable)."),
             opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE for calibration preprocessing.")) -> None:
     """Convert an exported ONNX model for a target; the artifact's manifest records every command and the parity."""
@@ -289,9 +302,9 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
             images: List[Path] = typer.Argument(..., help="Image files or folders."),
             vis: Optional[Path] = typer.Option(None, "--vis", help="Write drawn results into this folder."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON."),
-            batch: int = typer.Option(1, "--batch", help="Batch size."),
+            batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
             device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
-            threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+            threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
             boxes: Optional[Path] = typer.Option(None, "--boxes", help="Person boxes (COCO detection results JSON)."),
             flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
             scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
@@ -345,12 +358,12 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
 def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
              data: str = typer.Option(..., "--data", help="KIND:PATH, e.g. imagenet:/data/ImageNet or coco:/data/coco."),
              output: Path = typer.Option(Path("result.json"), "-o", "--output", help="Result JSON to write."),
-             limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images."),
-             batch: int = typer.Option(1, "--batch", help="Batch size."),
+             limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
+             batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
              resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
-             workers: Optional[int] = typer.Option(None, "--workers", help="Decode/preprocess threads."),
+             workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
              device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
-             threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
              boxes: Optional[Path] = typer.Option(None, "--boxes", help="Person boxes (COCO detection results JSON)."),
              gt_boxes: Optional[bool] = typer.Option(None, "--gt-boxes/--no-gt-boxes", help="Use ground-truth person boxes."),
              ann: Optional[Path] = typer.Option(None, "--ann", help="COCO annotation file (if not under DATA/annotations)."),
@@ -409,24 +422,23 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
 @app.command()
 def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
           batch: str = typer.Option("1,4,8,16,32,64", "--batch", help="Batch sizes to sweep."),
-          seconds: float = typer.Option(5.0, "--seconds", help="Measuring time per batch size and mode."),
-          warmup: int = typer.Option(3, "--warmup", help="Warm-up runs per batch size."),
+          seconds: float = typer.Option(5.0, "--seconds", min=0.01, help="Measuring time per batch size and mode."),
+          warmup: int = typer.Option(3, "--warmup", min=0, help="Warm-up runs per batch size."),
           e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="Also measure end-to-end (decode+pre+infer+post)."),
           images_dir: Optional[Path] = typer.Option(None, "--images", help="JPEGs for the end-to-end loop (default: generated)."),
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
           plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
-          workers: Optional[int] = typer.Option(None, "--workers", help="Decode/preprocess threads."),
+          workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
           device: Optional[str] = typer.Option(None, "--device", help="Device id or onnxruntime provider."),
-          threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
     """Throughput over batch sizes: device-only and end-to-end, as a table, JSON and a PNG plot."""
     from .bench import bench as do_bench, plot
     from .io import atomic_write_json
 
-    try:
-        batches = sorted({int(b) for b in batch.split(",") if b.strip()})
-    except ValueError:
-        raise UserError(f"--batch expects comma-separated integers, got {batch!r}") from None
+    from .validate import batch_sizes
+
+    batches = batch_sizes(batch)
     session = _open(model_file, device, sets, threads)
     if isinstance(session.variant.input.batch, int):
         batches = [session.variant.input.batch]
@@ -466,7 +478,7 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
 def preprocess(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder (for the model and variant)."),
                images: Path = typer.Argument(..., help="Folder of images."),
                output: Path = typer.Option(..., "-o", "--output", help="Folder for the .bin files."),
-               limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images.")) -> None:
+               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N images.")) -> None:
     """Write the seeds' per-image float32 .bin files (for driving ais_bench by hand)."""
     from .artifact import Artifact
     from .io import atomic_write_bytes, list_images, read_image
@@ -492,7 +504,7 @@ def preprocess(model_file: Path = typer.Argument(..., help="Exported .onnx or ar
 @app.command()
 def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or exported .onnx) carrying reference outputs."),
            device: Optional[str] = typer.Option(None, "--device", help="Device id (or onnxruntime provider)."),
-           threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads."),
+           threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
     """Check an artifact on this machine against the reference outputs stored at conversion.
     Exit 0: within tolerance; 1: breach (names the output); 2: cannot run here."""
@@ -511,7 +523,7 @@ def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or expo
 
 @app.command()
 def samples(output: Path = typer.Argument(..., help="Folder to write the images into."),
-            count: int = typer.Option(8, "--count", help="How many images."),
+            count: int = typer.Option(8, "--count", min=1, max=100000, help="How many images."),
             seed: int = typer.Option(0, "--seed", help="Seed (the same seed gives the same images).")) -> None:
     """Write synthetic photograph-like JPEGs: for trying the tools without a dataset."""
     from .samples import write_images
@@ -535,32 +547,73 @@ def toolchain_install(target: str = typer.Argument(..., help="Target whose toolc
 
 # -- entry point ------------------------------------------------------------------------------------
 
-def main(argv: Optional[list[str]] = None) -> None:
-    try:
-        rv = app(args=argv, prog_name="hrdeploy", standalone_mode=False)
-        if isinstance(rv, int) and rv:
-            sys.exit(rv)
-    except UserError as e:
-        if _state["debug"]:
-            traceback.print_exc()
-        err.print(f"error: {e}", highlight=False, markup=False)
-        sys.exit(2)
-    except ParityError as e:
-        err.print(f"error: {e}", highlight=False, markup=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted (eval results so far are kept: re-run with --resume)")
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors and friends
-        import click
+def _usage_line(exc: BaseException) -> str:
+    """A click/typer usage error as one line, with the command's own --help to read."""
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "hrdeploy"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.split()).rstrip(".")
+    return f"error: {message} (see '{command} --help')"
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+def _is_usage_error(exc: BaseException) -> bool:
+    # typer >= 0.2x vendors click as typer._click; older releases raise click's own classes.
+    # Both carry the same duck type, so no import of either is needed here.
+    return isinstance(exc, Exception) and hasattr(exc, "format_message") and hasattr(exc, "exit_code") \
+        and type(exc).__name__ != "Exit"
+
+
+def _fail(line: str, code: int) -> int:
+    if _state["debug"]:
+        traceback.print_exc()
+    err.print(line, highlight=False, markup=False, soft_wrap=True)
+    return code
+
+
+def _dispatch(argv: Optional[list[str]]) -> int:
+    """Run one command and map every way it can end to an exit code (see EXIT_CODES_HELP)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = "--debug" in args[: args.index("--") if "--" in args else None]
+    try:
+        rv = app(args=args, prog_name="hrdeploy", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except UserError as e:
+        return _fail(f"error: {e}", EXIT_USER)
+    except ParityError as e:
+        return _fail(f"error: {e}", EXIT_BREACH)
+    except KeyboardInterrupt:
+        return _fail("interrupted: what was written so far is kept "
+                     "(an interrupted eval continues with --resume)", EXIT_INTERRUPTED)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:  # Ctrl-C at a prompt
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else _fail(f"error: {e.code}", EXIT_USER))
+    except BrokenPipeError:
+        # `hrdeploy list --json | head`: the reader went away; nothing to report
+        sys.stdout = None  # type: ignore[assignment]  # no flush of a closed pipe at exit
+        return EXIT_OK
+    except OSError as e:
+        return _fail(f"error: {describe_os_error(e)}", EXIT_USER)
+    except UnicodeDecodeError as e:
+        return _fail(f"error: a text file is not UTF-8 ({e.reason} at byte {e.start}): "
+                     "save it as UTF-8", EXIT_USER)
+    except MemoryError:
+        return _fail("error: out of memory (lower --batch or --workers)", EXIT_USER)
+    except Exception as e:
+        if _is_usage_error(e):
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare `hrdeploy` or `hrdeploy toolchain`
+                text = e.format_message()  # type: ignore[attr-defined]
+                if text.strip():  # typer's rich help has already printed itself
+                    err.print(text, highlight=False, markup=False)
+                return EXIT_USER
+            return _fail(_usage_line(e), EXIT_USER)
+        detail = " ".join(str(e).split())[:300]
+        return _fail(f"internal error: {type(e).__name__}: {detail}; run with --debug for the traceback "
+                     "and report it", EXIT_INTERNAL)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The ``hrdeploy`` console script: exits with the code of :func:`_dispatch`."""
+    sys.exit(_dispatch(argv))

@@ -18,6 +18,7 @@ from .model import ModelSpec, Sample, SampleRef, Variant
 from .parity import compare
 from .plugins import Registry
 from .target import ConvertRequest, Target, sha256_file
+from .validate import batch_sizes
 
 
 def calibration_source(spec: ModelSpec, variant: Variant, images: Sequence[Path],
@@ -50,18 +51,10 @@ def _reference_set(spec: ModelSpec, variant: Variant, src: Artifact, calib: list
 def parse_batches(text: str | None, variant: Variant) -> list[int]:
     if isinstance(variant.input.batch, int):
         fixed = variant.input.batch
-        if text and [int(b) for b in text.split(",")] != [fixed]:
+        if text and batch_sizes(text) != [fixed]:
             raise UserError(f"{variant.name} only runs at batch {fixed}")
         return [fixed]
-    if not text:
-        return [1]
-    try:
-        sizes = sorted({int(b) for b in text.split(",") if b.strip()})
-    except ValueError:
-        raise UserError(f"--batch expects comma-separated integers, got {text!r}") from None
-    if not sizes or sizes[0] < 1:
-        raise UserError("batch sizes must be positive integers")
-    return sizes
+    return batch_sizes(text) if text else [1]
 
 
 def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path, *, precision: str = "fp32",

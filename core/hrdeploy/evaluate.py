@@ -33,6 +33,22 @@ def parse_data(data: str) -> tuple[str, Path]:
     return kind.lower(), Path(path)
 
 
+def check_limit(limit: int | None) -> None:
+    """None (every image) or a whole number >= 1: a negative limit used as a slice would
+    silently drop images from the end, and 0 would evaluate nothing."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"--limit must be a whole number >= 1, got {limit!r}", "omit it to evaluate every image")
+
+
+def report_skipped(info: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Say which entries ``--skip-missing`` left out (result.json lists them all)."""
+    skipped = info.get("skipped_missing")
+    if skipped:
+        names = skipped["names"]
+        log(f"--skip-missing: skipped {skipped['count']} entries whose image is missing: "
+            + ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") + " (all listed in the result file)")
+
+
 def _run_key(session: Session, data: str, limit: int | None, options: dict[str, Any]) -> str:
     """Identifies what a partial file belongs to: resuming a different run would mix results."""
     blob = json.dumps({"artifact": str(session.artifact.path.resolve()), "data": data, "limit": limit,
@@ -71,13 +87,13 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     """Evaluate ``session`` on ``data`` and write the result JSON to ``out``. With ``compare``
     (a reference model, e.g. the source ONNX on onnxruntime), every network input of this run
     also goes through the reference and the outputs are compared (``result["compare"]``)."""
+    check_limit(limit)
     kind, path = parse_data(data)
     opts = check_model_options(session.spec, options)
     pipeline = session.pipeline(opts)
     dataset = session.spec.dataset(kind, path, opts)
-    refs: list[SampleRef] = list(dataset)
-    if limit:
-        refs = refs[:limit]
+    refs: list[SampleRef] = list(dataset)[:limit]
+    report_skipped(dataset.info(), log)
     metric = dataset.metric()
     key = _run_key(session, data, limit, opts)
     partial = partial_path(out)
@@ -164,7 +180,7 @@ def _load_recorded(folder: Path, stem: str) -> "np.ndarray | None":
 
 def score_outputs(spec: "ModelSpec", variant: "Variant", data: str, outputs_dir: Path, out: Path, *,
                   limit: int | None = None, options: dict[str, Any] | None = None,
-                  describe: dict[str, Any] | None = None) -> dict[str, Any]:
+                  describe: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Score network outputs recorded by another tool (ais_bench ``--output`` folders of
     TXT/NPY/BIN files, one per image) with the model's own post-processing and metric: the
     seeds' ``imagenet_acc_eval.py``, for any single-output classification model."""
@@ -175,12 +191,14 @@ def score_outputs(spec: "ModelSpec", variant: "Variant", data: str, outputs_dir:
                         "for pose models run 'hrdeploy eval' on the artifact")
     if not Path(outputs_dir).is_dir():
         raise UserError(f"outputs folder not found: {outputs_dir}")
+    check_limit(limit)
     kind, path = parse_data(data)
     opts = check_model_options(spec, options)
     pipeline = spec.pipeline(variant, opts)
     dataset = spec.dataset(kind, path, opts)
     metric = dataset.metric()
-    refs = list(dataset)[: limit or None]
+    refs = list(dataset)[:limit]
+    report_skipped(dataset.info(), log)
     name = variant.outputs[0]
     scored = missing = 0
     for ref in refs:

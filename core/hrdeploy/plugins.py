@@ -210,3 +210,15 @@ def orphan_modules() -> list[str]:
         if mod.name.startswith("hrdeploy_") and mod.name not in claimed:
             found.append(mod.name)
     return sorted(set(found))
+
+
+def installed_distributions() -> list[tuple[str, str | None, list[str]]]:
+    """``(distribution, version, ["model:name", ...])`` for every distribution providing an
+    hrdeploy entry point, read from package metadata without importing any plugin."""
+    by_dist: dict[str, tuple[str | None, list[str]]] = {}
+    for kind, group in GROUPS.items():
+        for ep in Registry._entry_points(group):
+            dist = _dist_name(ep) or f"(unregistered module {ep.value})"
+            version, provides = by_dist.setdefault(dist, (_dist_version(ep), []))
+            provides.append(f"{kind}:{ep.name}")
+    return [(d, v, p) for d, (v, p) in sorted(by_dist.items())]

@@ -37,7 +37,7 @@ class Session:
         self.runner.close()
 
 
-COMMON_OPTIONS = {"top_k", "interpolation", "labels"}
+COMMON_OPTIONS = {"top_k", "interpolation", "labels", "skip_missing"}
 
 
 def check_model_options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:

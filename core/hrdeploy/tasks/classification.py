@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..io import IMAGE_SUFFIXES, read_image
 from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec,
                      Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant)
+from .layouts import VAL_LABEL_FILES, other_task_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,8 +166,9 @@ class ClassificationPipeline(Pipeline):
 
 # -- datasets ----------------------------------------------------------------------------------
 
-VAL_LABEL_FILES = ("val_label.txt", "val_labels.txt", "labels.txt")
 VAL_IMAGE_DIRS = ("ILSVRC2012_img_val", "val", "images", ".")
+#: how many names an error message quotes
+QUOTED = 5
 
 
 def _stem(name: str) -> str:
@@ -174,9 +176,23 @@ def _stem(name: str) -> str:
     return name.split(".", 1)[0]
 
 
+def _few(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:QUOTED])
+    return shown + (f", ... ({len(names) - QUOTED} more)" if len(names) > QUOTED else "")
+
+
 @dataclass
 class _Entry:
     path: Path
+    label: int
+
+
+@dataclass
+class _Row:
+    """One line of a label file."""
+
+    line: int
+    name: str
     label: int
 
 
@@ -186,61 +202,171 @@ class ImageNetDataset(Dataset):
     * a label file (``val_label.txt``: ``ILSVRC2012_val_00000001.JPEG 65``, 0-based) next to
       ``ILSVRC2012_img_val/`` or ``val/`` (or the images themselves);
     * class folders (``n01440764/...``, or ``val/n01440764/...``): labels from the standard
-      synset order when the folders are synset ids, else from the sorted folder names.
+      synset order when the folders are synset ids; folders of other names take their labels
+      from a label file naming them (``cat 281``), or from their sorted order when the model
+      has exactly as many classes as there are folders.
+
+    Everything that would make the score silently wrong is refused here, before any inference:
+    label-file entries without an image (unless ``skip_missing``: they are then listed in
+    :meth:`info`), duplicate entries, labels outside the model's ``num_classes``, folders whose
+    labels cannot be known, and another task's dataset.
     """
 
     kind = "imagenet"
 
-    def __init__(self, root: Path, labels: Path | None = None) -> None:
+    def __init__(self, root: Path, labels: Path | None = None, *, num_classes: int = 1000,
+                 skip_missing: bool = False) -> None:
         self.root = Path(root)
         if not self.root.exists():
             raise UserError(f"dataset folder not found: {self.root}")
-        self.layout, self.entries, self.num_classes = self._scan(labels)
+        self.num_classes = int(num_classes)
+        self.skip_missing = skip_missing
+        self.skipped: list[str] = []
+        self.layout, self.entries = self._scan(labels)
         if not self.entries:
             raise UserError(f"no labelled images found under {self.root}",
                             "expected val_label.txt + ILSVRC2012_img_val/ (or val/), or one folder per class")
 
-    def _scan(self, labels: Path | None) -> tuple[str, list[_Entry], int]:
+    def _scan(self, labels: Path | None) -> tuple[str, list[_Entry]]:
         label_file = labels or next((self.root / n for n in VAL_LABEL_FILES if (self.root / n).is_file()), None)
+        if label_file is None:
+            other = other_task_error(self.root, self.kind)
+            if other:
+                raise UserError(*other)
+        if not self.root.is_dir():
+            raise UserError(f"imagenet:{self.root} is a file, not a dataset folder",
+                            "pass the folder holding val_label.txt and the images, or the class folders")
         if label_file is not None:
-            return "label-file", self._from_label_file(Path(label_file)), 1000
-        return self._from_class_folders()
+            return self._from_label_file(Path(label_file))
+        return "synset-folders" if self._synsets() else "class-folders", self._from_class_folders()
 
-    def _from_label_file(self, label_file: Path) -> list[_Entry]:
+    # -- label files ---------------------------------------------------------------------------
+    def _read_rows(self, label_file: Path) -> list[_Row]:
         if not label_file.is_file():
             raise UserError(f"label file not found: {label_file}")
-        image_dir = next((self.root / d for d in VAL_IMAGE_DIRS
-                          if (self.root / d).is_dir() and any(
-                              p.suffix.lower() in IMAGE_SUFFIXES for p in (self.root / d).iterdir())), None)
-        if image_dir is None:
-            raise UserError(f"no image folder next to {label_file}",
-                            "expected ILSVRC2012_img_val/ or val/ with the images")
-        by_stem = {_stem(p.name): p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        entries = []
-        for n, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = label_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"label file {label_file} is not UTF-8 text",
+                            "expected lines 'IMAGE_NAME LABEL'") from None
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
             if len(parts) < 2 or not re.fullmatch(r"-?\d+", parts[-1]):
                 raise UserError(f"{label_file}:{n}: expected 'IMAGE_NAME LABEL', got {line.strip()!r}")
-            path = by_stem.get(_stem(parts[0]))
-            if path is not None:
-                entries.append(_Entry(path, int(parts[-1])))
-        return sorted(entries, key=lambda e: e.path.name)
+            rows.append(_Row(n, parts[0], int(parts[-1])))
+        self._check_rows(label_file, rows)
+        return rows
 
-    def _from_class_folders(self) -> tuple[str, list[_Entry], int]:
-        base = self.root / "val" if (self.root / "val").is_dir() else self.root
-        folders = sorted(d for d in base.iterdir() if d.is_dir())
-        wnid_index = {w: i for i, (w, _) in enumerate(imagenet_classes())}
-        if folders and all(d.name in wnid_index for d in folders):
+    def _check_rows(self, label_file: Path, rows: list[_Row]) -> None:
+        """Duplicate names (an image scored twice) and labels the model cannot predict."""
+        first: dict[str, int] = {}
+        twice = []
+        for r in rows:
+            key = _stem(r.name)
+            if key in first:
+                twice.append(f"{r.name} (lines {first[key]} and {r.line})")
+            else:
+                first[key] = r.line
+        if twice:
+            raise UserError(f"{label_file}: {len(twice)} duplicate entries: {_few(twice)}",
+                            "each image must be listed once")
+        bad = [r for r in rows if not 0 <= r.label < self.num_classes]
+        if bad:
+            labels = [r.label for r in rows]
+            one_based = min(labels) >= 1 and max(labels) == self.num_classes
+            raise UserError(f"{label_file}: {len(bad)} labels outside the model's {self.num_classes} classes "
+                            f"(0..{self.num_classes - 1}): " + _few([f"line {r.line} {r.name} {r.label}" for r in bad]),
+                            "the labels look 1-based: subtract 1 (labels are 0-based class indices)" if one_based
+                            else "labels are 0-based class indices of the model")
+
+    def _from_label_file(self, label_file: Path) -> tuple[str, list[_Entry]]:
+        rows = self._read_rows(label_file)
+        image_dir = next((self.root / d for d in VAL_IMAGE_DIRS
+                          if (self.root / d).is_dir() and any(
+                              p.suffix.lower() in IMAGE_SUFFIXES for p in (self.root / d).iterdir())), None)
+        folders = {d.name: d for d in self._class_folders()}
+        if image_dir is None and any(r.name in folders for r in rows):
+            return "mapped-folders", self._from_mapped_folders(label_file, rows, folders)
+        if image_dir is None:
+            raise UserError(f"no image folder next to {label_file}",
+                            "expected ILSVRC2012_img_val/ or val/ with the images")
+        by_stem = {_stem(p.name): p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        entries, missing = [], []
+        for r in rows:
+            path = by_stem.get(_stem(r.name))
+            if path is None:
+                missing.append(r.name)
+            else:
+                entries.append(_Entry(path, r.label))
+        self._missing(label_file, missing, len(rows), f"name images not in {image_dir}")
+        return "label-file", sorted(entries, key=lambda e: e.path.name)
+
+    def _from_mapped_folders(self, label_file: Path, rows: list[_Row], folders: dict[str, Path]) -> list[_Entry]:
+        """Class folders of any names, each given its label by a ``FOLDER LABEL`` line."""
+        unmapped = sorted(set(folders) - {r.name for r in rows})
+        if unmapped:
+            raise UserError(f"{len(unmapped)} class folders are not in {label_file}: {_few(unmapped)}",
+                            "add a 'FOLDER LABEL' line for each (or move the folder out)")
+        entries, missing = [], []
+        for r in rows:
+            if r.name not in folders:
+                missing.append(r.name)
+                continue
+            entries.extend(_Entry(p, r.label) for p in self._images_in(folders[r.name]))
+        self._missing(label_file, missing, len(rows), f"name folders not in {self._class_base()}")
+        return entries
+
+    def _missing(self, label_file: Path, missing: list[str], total: int, what: str) -> None:
+        if not missing:
+            return
+        if self.skip_missing:
+            self.skipped = missing
+            return
+        raise UserError(f"{len(missing)} of {total} entries of {label_file} {what}: {_few(missing)}",
+                        "fix the label file or the images, or pass --skip-missing to evaluate the others")
+
+    # -- class folders -----------------------------------------------------------------------------
+    def _class_base(self) -> Path:
+        return self.root / "val" if (self.root / "val").is_dir() else self.root
+
+    def _class_folders(self) -> list[Path]:
+        return sorted(d for d in self._class_base().iterdir() if d.is_dir())
+
+    @staticmethod
+    def _images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def _synsets(self) -> bool:
+        wnids = {w for w, _ in imagenet_classes()}
+        folders = self._class_folders()
+        return bool(folders) and all(d.name in wnids for d in folders)
+
+    def _from_class_folders(self) -> list[_Entry]:
+        folders = self._class_folders()
+        if not folders:
+            return []
+        if self._synsets():
+            if self.num_classes != 1000:
+                raise UserError(f"{self._class_base()}: synset folders name ImageNet's 1000 classes, "
+                                f"the model has {self.num_classes}",
+                                "pass --labels FILE with a 'FOLDER LABEL' line per folder")
+            wnid_index = {w: i for i, (w, _) in enumerate(imagenet_classes())}
             index = {d.name: wnid_index[d.name] for d in folders}
-            layout, num_classes = "synset-folders", 1000
+        elif len(folders) != self.num_classes:
+            # their sorted order would name classes 0..N-1 of the model: a score of nothing
+            wnids = {w for w, _ in imagenet_classes()}
+            others = [d.name for d in folders if d.name not in wnids]
+            raise UserError(f"{self._class_base()}: {len(others)} of {len(folders)} class folders are not ImageNet "
+                            f"synset ids ({_few(others)}) and the model has {self.num_classes} classes, "
+                            "so the folders' labels are unknown",
+                            "name the folders by synset id (n01440764, ...) or pass --labels FILE "
+                            "with a 'FOLDER LABEL' line per folder")
         else:
             index = {d.name: i for i, d in enumerate(folders)}
-            layout, num_classes = "class-folders", len(folders)
-        entries = [_Entry(p, index[d.name]) for d in folders for p in sorted(d.iterdir())
-                   if p.suffix.lower() in IMAGE_SUFFIXES]
-        return layout, entries, num_classes
+        return [_Entry(p, index[d.name]) for d in folders for p in self._images_in(d)]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -253,7 +379,10 @@ class ImageNetDataset(Dataset):
         return TopKMetric(self.num_classes)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "layout": self.layout, "classes": self.num_classes}
+        out = {**super().info(), "layout": self.layout, "classes": self.num_classes}
+        if self.skipped:
+            out["skipped_missing"] = {"count": len(self.skipped), "names": list(self.skipped)}
+        return out
 
 
 class TopKMetric(Metric):
@@ -296,6 +425,8 @@ class ClassificationSpec(ModelSpec):
 
     task = "classification"
     dataset_kinds = ("imagenet",)
+    #: the classes the network scores (its output width): labels must lie in 0..num_classes-1
+    num_classes = 1000
 
     def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
                  runtime: dict[str, Any] | None = None) -> ClassificationPipeline:
@@ -308,8 +439,10 @@ class ClassificationSpec(ModelSpec):
     def dataset(self, kind: str, path: Path, options: dict[str, Any] | None = None) -> Dataset:
         if kind != "imagenet":
             return super().dataset(kind, path, options)
-        labels = (options or {}).get("labels")
-        return ImageNetDataset(Path(path), Path(labels) if labels else None)
+        opts = options or {}
+        labels = opts.get("labels")
+        return ImageNetDataset(Path(path), Path(labels) if labels else None, num_classes=self.num_classes,
+                               skip_missing=bool(opts.get("skip_missing")))
 
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
         import cv2
