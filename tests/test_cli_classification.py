@@ -69,7 +69,7 @@ def test_convert_fp32_and_int8_record_parity(exported, images, workdir, run_cli)
 
 
 def test_predict_json_and_vis(exported, images, workdir, run_cli):
-    res = run_cli("predict", exported, images, "--json", "--vis", workdir / "vis")
+    res = run_cli("predict", exported, images, "--json", "-", "--vis", workdir / "vis")
     assert res.code == 0, res
     preds = json.loads(res.out)
     assert len(preds) == 3

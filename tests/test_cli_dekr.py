@@ -25,7 +25,7 @@ def test_eval_gives_the_exact_ap(dekr, tmp_path, run_cli):
 
 
 def test_predict_json_shape_matches_top_down(dekr, tmp_path, run_cli):
-    res = run_cli("predict", dekr["model"], dekr["root"] / "val2017", "--json", "--vis", tmp_path / "vis")
+    res = run_cli("predict", dekr["model"], dekr["root"] / "val2017", "--json", "-", "--vis", tmp_path / "vis")
     assert res.code == 0, res
     preds = json.loads(res.out)
     assert len(preds) == 2 and all(set(p) == {"image", "people"} for p in preds)

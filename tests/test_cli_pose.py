@@ -34,7 +34,7 @@ def test_eval_gives_the_exact_ap(coco, boxes, tmp_path, run_cli):
 
 
 def test_predict_json_and_skeleton_drawing(coco, tmp_path, run_cli):
-    res = run_cli("predict", coco["model"], coco["images"], "--boxes", coco["detections"], "--json",
+    res = run_cli("predict", coco["model"], coco["images"], "--boxes", coco["detections"], "--json", "-",
                   "--vis", tmp_path / "vis")
     assert res.code == 0, res
     preds = {p["image"].rsplit("/", 1)[-1]: p for p in json.loads(res.out)}

@@ -114,7 +114,7 @@ def test_third_party_plugins_work_end_to_end(venv, tmp_path):
     manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
     assert manifest["target"] == "copycat" and manifest["parity"]["status"] == "passed"
     assert manifest["commands"][0]["argv"][0] == "cp"
-    pred = hrdeploy(venv, "predict", "art", "img", "--json", cwd=tmp_path)
+    pred = hrdeploy(venv, "predict", "art", "img", "--json", "-", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     out = json.loads(pred.stdout)
     assert len(out) == 2 and len(out[0]["top_k"]) == 5

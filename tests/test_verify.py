@@ -1,6 +1,7 @@
 """Reference outputs travel with every artifact; `hrdeploy verify` checks them where it runs."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -40,6 +41,12 @@ def test_verify_passes_then_fails_on_a_corrupted_artifact(tmp_path, run_cli):
             w[:, 100] = -w[:, 100]
             init.CopyFrom(numpy_helper.from_array(w, "w"))
     onnx.save(model, str(tmp_path / "art" / "model.onnx"))
+    edited = run_cli("verify", tmp_path / "art")
+    assert edited.code == 2 and "model.onnx does not match the sha256" in edited.err, edited
+    # the same numbers from a compiled file whose hash was recorded (a toolchain that
+    # miscompiles): the model runs and differs, which is a breach
+    manifest["sha256"]["model.onnx"] = hashlib.sha256((tmp_path / "art" / "model.onnx").read_bytes()).hexdigest()
+    (tmp_path / "art" / "manifest.json").write_text(json.dumps(manifest))
     bad = run_cli("verify", tmp_path / "art")
     assert bad.code == 1, bad
     assert "output 'logits'" in bad.err

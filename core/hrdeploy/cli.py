@@ -165,11 +165,31 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 # -- export / convert ----------------------------------------------------------------------------
 
+def _is_stdout(path: Optional[Path]) -> bool:
+    return path is not None and str(path) == "-"
+
+
+def _write_json(path: Optional[Path], obj: Any) -> None:
+    """``--json PATH``: an atomic file write, or the document alone on standard output for ``-``."""
+    from .io import atomic_write_json, dumps
+
+    if path is None:
+        return
+    if _is_stdout(path):
+        print(dumps(obj))
+        return
+    atomic_write_json(path, obj)
+    out.print(f"wrote {path}", highlight=False)
+
+
 def _parity_table(title: str | None, report: Any) -> Table:
+    """One table layout for every parity figure: a ParityReport or its JSON form."""
+    from .parity import TABLE_COLUMNS, table_rows
+
     t = Table(title=title, title_justify="left")
-    for c in ("output", "max abs", "max rel (of max|ref|)", "min cosine", "sample-diff rel", "verdict"):
+    for c in TABLE_COLUMNS:
         t.add_column(c)
-    for row in report.rows():
+    for row in table_rows(report if isinstance(report, dict) else report.to_dict()):
         t.add_row(*row)
     return t
 
@@ -236,6 +256,10 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
     """Convert an exported ONNX model for a target; the artifact's manifest records every command and the parity."""
     from .convert import convert as do_convert, convert_from_plan
 
+    from .validate import batch_sizes
+
+    if batch is not None:
+        batch_sizes(batch)  # refused before any file is read
     reg = _registry()
     if from_plan is not None:
         if onnx_file is not None or output is not None:
@@ -271,17 +295,12 @@ def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: b
     if parity.get("status") == "not run":
         out.print(f"[yellow]parity not run here: {parity['reason']}[/yellow]")
     elif parity:
-        t = Table(title=f"{target} {m['precision']} vs onnxruntime fp32 ({parity['inputs']} inputs: "
-                        f"{m['reference']['source']})", title_justify="left")
-        for c in ("output", "max abs", "max rel", "min cosine", "verdict"):
-            t.add_column(c)
-        for o in parity["outputs"]:
-            t.add_row(o["output"], f"{o['max_abs']:.3g}", f"{o['max_rel']:.2e}", f"{o['cosine_min']:.6f}",
-                      "ok" if o["passed"] else "BREACH")
-        if parity.get("task"):
-            tk = parity["task"]
-            t.add_row(tk["name"], "", "", "", ("ok: " if tk["passed"] else "BREACH: ") + tk["text"])
-        out.print(t)
+        how = "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in (m.get("conversion") or {}).items()
+                        if isinstance(v, (str, int, float)))
+        out.print(f"{target} {m['precision']} artifact ({m['files']['model']}{', ' + how if how else ''}) "
+                  f"vs the source ONNX on onnxruntime fp32, {parity['inputs']} inputs: {m['reference']['source']}",
+                  style="italic", highlight=False, soft_wrap=True)
+        out.print(_parity_table(None, parity))
     _registry().call("hrdeploy_after_convert", artifact=art)
     out.print(f"wrote {output} ({m['model']}/{m['variant']} -> {target} {m['precision']})")
     if parity.get("status") == "failed" and strict:
@@ -301,7 +320,7 @@ def _open(model_file: Path, device: Optional[str], sets: Optional[List[str]], th
 def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
             images: List[Path] = typer.Argument(..., help="Image files or folders."),
             vis: Optional[Path] = typer.Option(None, "--vis", help="Write drawn results into this folder."),
-            as_json: bool = typer.Option(False, "--json", help="Print predictions as JSON."),
+            json_out: Optional[Path] = typer.Option(None, "--json", help="Write the predictions as JSON to this file ('-': standard output, instead of the table)."),
             batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
             device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
@@ -312,19 +331,12 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
     """Run a model on images: a table, JSON, and drawn results with --vis."""
     from .engine import Stream
-    from .io import IMAGE_SUFFIXES, list_images, read_image, write_image
+    from .io import check_output_file, collect_images, read_image, write_image
     from .model import SampleRef
 
+    check_output_file(json_out, "--json")
     session = _open(model_file, device, sets, threads)
-    paths: list[Path] = []
-    for p in images:
-        if p.is_dir():
-            paths.extend(list_images(p))
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise UserError(f"image not found: {p}")
-    paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or p.is_file()]
+    paths = collect_images(images)
     with session.runner:
         pipeline = session.pipeline(_model_options(opts, boxes=str(boxes) if boxes else None, flip=flip,
                                                    scales=scales))
@@ -336,9 +348,7 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
             if vis is not None:
                 drawn = session.spec.draw(read_image(ref.path), pred)
                 write_image(vis / ref.path.name, drawn)
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return
+    view = err if _is_stdout(json_out) else out  # standard output carries the JSON alone
     t = Table(title=f"{session.spec.name}/{session.variant.name} on {session.runner.label}", title_justify="left")
     t.add_column("image")
     t.add_column("prediction")
@@ -349,9 +359,10 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
             people = r.get("people", [])
             text = f"{len(people)} people" + (f", best score {max(p['score'] for p in people):.3f}" if people else "")
         t.add_row(r["image"], text)
-    out.print(t)
+    view.print(t)
     if vis is not None:
-        out.print(f"drawn results in {vis}/")
+        view.print(f"drawn results in {vis}/")
+    _write_json(json_out, results)
 
 
 @app.command("eval")
@@ -369,6 +380,7 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              ann: Optional[Path] = typer.Option(None, "--ann", help="COCO annotation file (if not under DATA/annotations)."),
              images_dir: Optional[Path] = typer.Option(None, "--images", help="COCO image folder (if not DATA/val2017)."),
              labels: Optional[Path] = typer.Option(None, "--labels", help="ImageNet label file (if not DATA/val_label.txt)."),
+             skip_missing: bool = typer.Option(False, "--skip-missing", help="Evaluate the images that exist when the label or annotation file names absent ones (they are listed in the result)."),
              outputs: Optional[Path] = typer.Option(None, "--outputs", help="Score recorded outputs (ais_bench TXT/NPY folder) instead of running the model."),
              compare: Optional[Path] = typer.Option(None, "--compare", help="Also run every evaluated input through this model (e.g. the source .onnx) and compare the outputs; exit 1 on a breach."),
              flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
@@ -381,12 +393,14 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
 
     mopts = _model_options(opts, boxes=str(boxes) if boxes else None, gt_boxes=gt_boxes,
                            ann=str(ann) if ann else None, images=str(images_dir) if images_dir else None,
-                           labels=str(labels) if labels else None, flip=flip, scales=scales)
+                           labels=str(labels) if labels else None, flip=flip, scales=scales,
+                           skip_missing=skip_missing or None)
     if outputs is not None:
         art = Artifact.load(model_file)
         spec = _registry().model(art.model)
         res = score_outputs(spec, spec.variant(art.variant), data, outputs, output, limit=limit, options=mopts,
-                            describe={"target": art.target, "precision": art.precision, "artifact": str(art.path)})
+                            describe={"target": art.target, "precision": art.precision, "artifact": str(art.path)},
+                            log=_log)
     else:
         session = _open(model_file, device, sets, threads)
         with session.runner:
@@ -426,7 +440,7 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
           warmup: int = typer.Option(3, "--warmup", min=0, help="Warm-up runs per batch size."),
           e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="Also measure end-to-end (decode+pre+infer+post)."),
           images_dir: Optional[Path] = typer.Option(None, "--images", help="JPEGs for the end-to-end loop (default: generated)."),
-          json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON to this file ('-': standard output)."),
           plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
           workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
           device: Optional[str] = typer.Option(None, "--device", help="Device id or onnxruntime provider."),
@@ -434,20 +448,22 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
     """Throughput over batch sizes: device-only and end-to-end, as a table, JSON and a PNG plot."""
     from .bench import bench as do_bench, plot
-    from .io import atomic_write_json
-
+    from .io import check_output_file
     from .validate import batch_sizes
 
     batches = batch_sizes(batch)
+    check_output_file(json_out, "--json")
+    check_output_file(plot_out, "--plot")
     session = _open(model_file, device, sets, threads)
     if isinstance(session.variant.input.batch, int):
         batches = [session.variant.input.batch]
     with session.runner:
         rep = do_bench(session, batches, seconds=seconds, warmup=warmup, e2e=e2e, images_dir=images_dir,
                        workers=workers, log=_log)
+    view = err if _is_stdout(json_out) else out  # standard output carries the JSON alone
     parity = rep.pop("_parity", None)
     if parity is not None:
-        out.print(_parity_table(f"{parity.test} vs {parity.reference} ({parity.inputs} inputs)", parity))
+        view.print(_parity_table(f"{parity.test} vs {parity.reference} ({parity.inputs} inputs)", parity))
     t = Table(title=f"{rep['model']}/{rep['variant']} on {rep['runner']} ({rep['precision']})", title_justify="left")
     for c in ("batch", "device img/s", "latency ms mean/p50/p99", "e2e img/s", "e2e ms/img decode/pre/infer/post", "iters"):
         t.add_column(c)
@@ -460,17 +476,15 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
                   "/".join(f"{e.get(k, 0):.1f}" for k in ("decode", "preprocess", "infer", "postprocess")) if e else "-",
                   str(r.get("iterations", "")))
     if rep["results"] or parity is None:  # a simulator has no throughput rows, only its parity
-        out.print(t)
+        view.print(t)
     for s in rep["skipped"]:
-        out.print(f"[dim]batch {s['batch']} skipped: {s['reason']}[/dim]")
+        view.print(f"[dim]batch {s['batch']} skipped: {s['reason']}[/dim]")
     if rep.get("note"):
-        out.print(f"[yellow]{rep['note']}[/yellow]")
-    if json_out:
-        atomic_write_json(json_out, rep)
-        out.print(f"wrote {json_out}")
+        view.print(f"[yellow]{rep['note']}[/yellow]")
+    _write_json(json_out, rep)
     if plot_out:
         plot(rep, plot_out)
-        out.print(f"wrote {plot_out}")
+        view.print(f"wrote {plot_out}")
     _registry().call("hrdeploy_after_bench", report=rep)
 
 
@@ -570,24 +584,38 @@ def _fail(line: str, code: int) -> int:
     return code
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (a CI job cancelled, ``kill``) ends a command as Ctrl-C does: temporary files
+    removed, partial results kept, child tools stopped, exit 130 — not a silent death."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def _dispatch(argv: Optional[list[str]]) -> int:
     """Run one command and map every way it can end to an exit code (see EXIT_CODES_HELP)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args[: args.index("--") if "--" in args else None]
+    interrupted = ("interrupted: what was written so far is kept "
+                   "(an interrupted eval continues with --resume)")
+    _sigterm_interrupts()
     try:
         rv = app(args=args, prog_name="hrdeploy", standalone_mode=False)
+        if rv == EXIT_INTERRUPTED:  # typer >= 0.2x turns KeyboardInterrupt into Exit(130) itself
+            return _fail(interrupted, EXIT_INTERRUPTED)
         return rv if isinstance(rv, int) else 0
     except UserError as e:
         return _fail(f"error: {e}", EXIT_USER)
     except ParityError as e:
         return _fail(f"error: {e}", EXIT_BREACH)
     except KeyboardInterrupt:
-        return _fail("interrupted: what was written so far is kept "
-                     "(an interrupted eval continues with --resume)", EXIT_INTERRUPTED)
+        return _fail(interrupted, EXIT_INTERRUPTED)
     except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:  # Ctrl-C at a prompt
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        return _fail(interrupted, EXIT_INTERRUPTED) if e.exit_code == EXIT_INTERRUPTED else e.exit_code
+    except typer.Abort:  # older click turns KeyboardInterrupt into Abort
+        return _fail(interrupted, EXIT_INTERRUPTED)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else _fail(f"error: {e.code}", EXIT_USER))
     except BrokenPipeError:

@@ -10,9 +10,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import __version__
-from .artifact import FORMAT, MANIFEST, REFERENCE, Artifact
+from .artifact import (FORMAT, HASHES, MANIFEST, REFERENCE, Artifact, hash_files, load_reference, reference_meta,
+                       save_reference)
 from .errors import ToolchainMissing, UserError
-from .export import load_reference, reference_inputs, run_onnx
+from .export import reference_inputs, run_onnx
 from .io import atomic_write_json, list_images, read_image
 from .model import ModelSpec, Sample, SampleRef, Variant
 from .parity import compare
@@ -43,6 +44,7 @@ def _reference_set(spec: ModelSpec, variant: Variant, src: Artifact, calib: list
             f"{len(held_out)} held-out images from --calib"
     ref_file = src.file("reference", required=False)
     if ref_file is not None and ref_file.is_file():
+        src.check_integrity()  # the reference was stored for this very .onnx
         x, _ = load_reference(ref_file)
         return x, f"reference inputs exported with the model ({ref_file.name})"
     return reference_inputs(spec, variant, None, options=options), "synthetic images"
@@ -125,10 +127,11 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
             manifest["files"][role] = path.name
     # reference inputs + ONNX Runtime fp32 outputs: what `hrdeploy verify` compares against
     ref_y = run_onnx(src.file("model"), ref_x)
-    np.savez_compressed(work / REFERENCE, input=ref_x,
-                        **{f"output:{n}": y for n, y in zip(variant.outputs, ref_y)})
+    save_reference(work / REFERENCE, ref_x, ref_y, variant.outputs, reference_meta(manifest))
     manifest["files"]["reference"] = REFERENCE
     manifest["reference"] = {"source": ref_source, "inputs": int(len(ref_x)), "runtime": "onnxruntime fp32"}
+    # every file as written now: opening the artifact refuses one changed afterwards
+    manifest[HASHES] = hash_files(work)
     atomic_write_json(work / MANIFEST, manifest)
     artifact = Artifact(work, manifest)
     if not dry_run:
@@ -170,6 +173,7 @@ def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = 
         raise UserError(f"target {target.name!r} cannot compile a plan", "run 'hrdeploy convert' on this machine instead")
     spec: ModelSpec = registry.model(art.model)
     variant = spec.variant(art.variant)
+    art.check_integrity()  # the carried plan (source.onnx, plan.json, reference) is as it was written
     result = run_plan(art.path, log=log)
     m = art.manifest
     m["files"] = {**m.get("files", {}), **result.files}
@@ -186,6 +190,7 @@ def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = 
         m["conversion"] = extra
     m["dry_run"] = False
     m["compiled_from_plan"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    m[HASHES] = hash_files(art.path)
     atomic_write_json(art.path / MANIFEST, m)
     ref_x, stored = load_reference(art.file("reference"))
     ref_y = [stored[n] for n in variant.outputs]

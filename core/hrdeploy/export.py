@@ -13,11 +13,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import __version__
-from .artifact import reference_path_for_onnx, write_onnx_metadata
+from .artifact import reference_meta, reference_path_for_onnx, save_reference, write_onnx_metadata
 from .errors import ParityError, UserError
 from .io import atomic_write_bytes, read_image
 from .model import Item, ModelSpec, Sample, SampleRef, Variant
 from .parity import ParityReport, compare
+from .target import sha256_file
 
 
 def import_torch() -> Any:
@@ -175,23 +176,9 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     # reference inputs and outputs travel with the file: convert and verify compare against them
     ref_x = reference_inputs(spec, variant, ref_images)
     ref_y = run_onnx(out, ref_x)
-    _save_npz(reference_path_for_onnx(out), ref_x, ref_y, list(variant.outputs))
+    # the .ref.npz records the sha256 of this .onnx: opening the pair refuses a swapped or edited one
+    save_reference(reference_path_for_onnx(out), ref_x, ref_y, list(variant.outputs),
+                   reference_meta(meta, onnx_sha256=sha256_file(out)))
     for name, data in extras.items():
         atomic_write_bytes(out.with_name(meta["extra_files"][name]), data)
     return {"onnx": str(out), "metadata": meta, "parity": report, "reference": str(reference_path_for_onnx(out))}
-
-
-def _save_npz(path: Path, x: np.ndarray, outputs: Sequence[np.ndarray], names: Sequence[str]) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, input=x, **{f"output:{n}": o for n, o in zip(names, outputs)})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_reference(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    with np.load(path) as z:
-        x = z["input"]
-        outs = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("output:")}
-    return x, outs
-

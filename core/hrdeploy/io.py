@@ -1,6 +1,7 @@
 """File input/output that never leaves a half-written file behind."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -20,6 +21,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
+    if path.is_dir():  # os.replace would name the temporary file in its error
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -32,6 +35,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: Path | None, option: str) -> None:
+    """Refuse, before any work is done, an output file that cannot be written: a folder stands
+    there, or a file stands where its folder should be (the work would be lost at the end)."""
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder, but a file is needed here", "name a file, not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is a file, not a folder", "choose another location")
+            break
 
 
 def _default(o: Any) -> Any:
@@ -92,3 +110,22 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise UserError(f"image folder not found: {folder}")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """The images named on a command line: files as given, folders expanded (subfolders
+    included). Nothing to run on is refused rather than answered with an empty result."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = list_images(p)
+            if not inside:
+                raise UserError(f"no images in {p}", "looked for " + ", ".join(IMAGE_SUFFIXES) + " files, subfolders included")
+            found.extend(inside)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UserError(f"image not found: {p}")
+    if not found:
+        raise UserError("no images given", "name image files or folders")
+    return found

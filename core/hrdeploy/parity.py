@@ -59,11 +59,7 @@ class ParityReport:
                                                         "passed": self.task.passed, "text": self.task.text}}
 
     def rows(self) -> list[list[str]]:
-        rows = [[o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.2e}", f"{o.cosine_min:.6f}",
-                 f"{o.sample_diff_rel:.2e}", "ok" if o.passed else "BREACH"] for o in self.outputs]
-        if self.task is not None:
-            rows.append([self.task.name, "", "", "", f"{self.task.value:.4g}", "ok" if self.task.passed else "BREACH"])
-        return rows
+        return table_rows(self.to_dict())
 
 
 def _cosine_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,3 +108,19 @@ def compare(spec: ModelSpec, variant: Variant, reference: Sequence[np.ndarray], 
     except NotImplementedError:
         task = None
     return ParityReport(reference_name, test_name, precision, len(reference[0]), outs, task, tol)
+
+
+#: the columns of every parity table (export, convert, verify, eval --compare, bench)
+TABLE_COLUMNS = ("output", "max abs", "max rel (of max|ref|)", "min cosine", "sample-diff rel", "verdict")
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Rows of a parity table from :meth:`ParityReport.to_dict` (or a manifest's ``parity``),
+    so a report read back from JSON prints exactly as a fresh one."""
+    rows = [[o["output"], f"{o['max_abs']:.3g}", f"{o['max_rel']:.2e}", f"{o['cosine_min']:.6f}",
+             f"{o['sample_diff_rel']:.2e}", "ok" if o["passed"] else "BREACH"] for o in report["outputs"]]
+    task = report.get("task")
+    if task:
+        rows.append([task["name"], "", "", "", f"{task['value']:.4g}",
+                     ("ok: " if task["passed"] else "BREACH: ") + task["text"]])
+    return rows

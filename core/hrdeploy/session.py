@@ -71,5 +71,7 @@ def open_session(registry: Registry, model_file: Path, device: str | None = None
     if artifact.manifest.get("dry_run"):
         raise UserError(f"{model_file} is a dry-run plan: nothing was compiled",
                         "compile it with 'hrdeploy convert --from-plan' on the machine with the toolchain")
+    # before any runtime reads a file: nothing changed since conversion (sha256), reference matches
+    artifact.check_integrity()
     runner = target.open(artifact, device=device, options={**artifact.manifest.get("target_options", {}), **opts})
     return Session(artifact, spec, variant, target, runner)

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .artifact import Artifact
+from .artifact import VERIFY_REPORT, Artifact, load_reference
 from .engine import run_arrays
 from .errors import UserError
-from .export import load_reference
 from .io import atomic_write_json
 from .parity import ParityReport, compare
 from .plugins import Registry
@@ -22,7 +21,7 @@ from .session import Session, open_session
 
 def report_path(artifact: Artifact) -> Path:
     if artifact.is_folder:
-        return artifact.path / "verify.json"
+        return artifact.path / VERIFY_REPORT
     return artifact.path.with_suffix(".verify.json")
 
 
@@ -36,9 +35,12 @@ def _reference_file(artifact: Artifact) -> Path:
 
 def reference_report(session: Session) -> ParityReport:
     """Run the artifact's stored reference inputs on the session's runner and compare with the
-    stored onnxruntime fp32 outputs, per output and at task level."""
+    stored onnxruntime fp32 outputs, per output and at task level. A reference that cannot
+    belong to the artifact (other input shape, other outputs) is a UserError, exit 2: a breach
+    (exit 1) is reserved for a model that runs and differs."""
     artifact = session.artifact
     x, stored = load_reference(_reference_file(artifact))
+    artifact.check_reference(x, stored)
     got = run_arrays(session.runner, x)
     by_name = dict(zip(session.runner.output_names, got))
     outputs = list(session.variant.outputs)
@@ -51,6 +53,11 @@ def reference_report(session: Session) -> ParityReport:
             raise UserError(f"outputs {missing} missing from the run or the reference of {artifact.path}")
     ref = [stored[n] for n in outputs]
     test = [np.asarray(by_name[n]) for n in outputs]
+    for name, r, t in zip(outputs, ref, test):
+        if r.size != t.size:
+            raise UserError(f"reference output {name!r} of {artifact.path} has shape {list(r.shape)}, but the "
+                            f"model gives {list(t.shape)}: the reference does not belong to this model",
+                            "re-convert to store a matching reference")
     return compare(session.spec, session.variant, ref, test, artifact.precision,
                    "onnxruntime fp32 (stored)", f"{artifact.target} {artifact.precision} on {session.runner.label}")
 
@@ -58,7 +65,9 @@ def reference_report(session: Session) -> ParityReport:
 def verify(registry: Registry, model_file: Path, device: str | None = None,
            target_options: dict[str, Any] | None = None) -> tuple[ParityReport, dict[str, Any], Path]:
     artifact = Artifact.load(model_file)
-    _reference_file(artifact)  # before opening a device or starting a simulator
+    # a missing, damaged or foreign reference is refused before a device opens or a simulator starts
+    x, stored = load_reference(_reference_file(artifact))
+    artifact.check_reference(x, stored)
     session = open_session(registry, model_file, device=device, target_options=target_options)
     with session.runner:
         report = reference_report(session)

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..io import IMAGE_SUFFIXES, read_image
 from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec,
                      Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant)
-from .layouts import VAL_LABEL_FILES, other_task_error
+from .layouts import VAL_LABEL_FILES, few, other_task_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -167,18 +167,11 @@ class ClassificationPipeline(Pipeline):
 # -- datasets ----------------------------------------------------------------------------------
 
 VAL_IMAGE_DIRS = ("ILSVRC2012_img_val", "val", "images", ".")
-#: how many names an error message quotes
-QUOTED = 5
 
 
 def _stem(name: str) -> str:
     """The seeds key labels by the file name up to its first '.'."""
     return name.split(".", 1)[0]
-
-
-def _few(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:QUOTED])
-    return shown + (f", ... ({len(names) - QUOTED} more)" if len(names) > QUOTED else "")
 
 
 @dataclass
@@ -271,14 +264,14 @@ class ImageNetDataset(Dataset):
             else:
                 first[key] = r.line
         if twice:
-            raise UserError(f"{label_file}: {len(twice)} duplicate entries: {_few(twice)}",
+            raise UserError(f"{label_file}: {len(twice)} duplicate entries: {few(twice)}",
                             "each image must be listed once")
         bad = [r for r in rows if not 0 <= r.label < self.num_classes]
         if bad:
             labels = [r.label for r in rows]
             one_based = min(labels) >= 1 and max(labels) == self.num_classes
             raise UserError(f"{label_file}: {len(bad)} labels outside the model's {self.num_classes} classes "
-                            f"(0..{self.num_classes - 1}): " + _few([f"line {r.line} {r.name} {r.label}" for r in bad]),
+                            f"(0..{self.num_classes - 1}): " + few([f"line {r.line} {r.name} {r.label}" for r in bad]),
                             "the labels look 1-based: subtract 1 (labels are 0-based class indices)" if one_based
                             else "labels are 0-based class indices of the model")
 
@@ -308,7 +301,7 @@ class ImageNetDataset(Dataset):
         """Class folders of any names, each given its label by a ``FOLDER LABEL`` line."""
         unmapped = sorted(set(folders) - {r.name for r in rows})
         if unmapped:
-            raise UserError(f"{len(unmapped)} class folders are not in {label_file}: {_few(unmapped)}",
+            raise UserError(f"{len(unmapped)} class folders are not in {label_file}: {few(unmapped)}",
                             "add a 'FOLDER LABEL' line for each (or move the folder out)")
         entries, missing = [], []
         for r in rows:
@@ -325,7 +318,7 @@ class ImageNetDataset(Dataset):
         if self.skip_missing:
             self.skipped = missing
             return
-        raise UserError(f"{len(missing)} of {total} entries of {label_file} {what}: {_few(missing)}",
+        raise UserError(f"{len(missing)} of {total} entries of {label_file} {what}: {few(missing)}",
                         "fix the label file or the images, or pass --skip-missing to evaluate the others")
 
     # -- class folders -----------------------------------------------------------------------------
@@ -360,7 +353,7 @@ class ImageNetDataset(Dataset):
             wnids = {w for w, _ in imagenet_classes()}
             others = [d.name for d in folders if d.name not in wnids]
             raise UserError(f"{self._class_base()}: {len(others)} of {len(folders)} class folders are not ImageNet "
-                            f"synset ids ({_few(others)}) and the model has {self.num_classes} classes, "
+                            f"synset ids ({few(others)}) and the model has {self.num_classes} classes, "
                             "so the folders' labels are unknown",
                             "name the folders by synset id (n01440764, ...) or pass --labels FILE "
                             "with a 'FOLDER LABEL' line per folder")

@@ -1,14 +1,24 @@
-"""Recognising a dataset folder by its layout, so that ``--data KIND:PATH`` pointed at another
-task's dataset is refused with what the folder looks like and the KIND that reads it, instead
-of being misread (a COCO folder read as two ImageNet classes)."""
+"""Shared by the dataset readers' checks: recognising a folder by its layout, so that
+``--data KIND:PATH`` pointed at another task's dataset is refused with what the folder looks
+like and the KIND that reads it instead of being misread (a COCO folder read as two ImageNet
+classes), and quoting the first few offending names in an error."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Sequence
 
 #: label files an ImageNet validation folder carries (``IMAGE_NAME LABEL`` per line)
 VAL_LABEL_FILES = ("val_label.txt", "val_labels.txt", "labels.txt")
 SYNSET_RE = re.compile(r"n\d{8}")
+#: how many names an error message quotes
+QUOTED = 5
+
+
+def few(names: Sequence[str]) -> str:
+    """The first names of a list for a one-line error, with how many more there are."""
+    shown = ", ".join(names[:QUOTED])
+    return shown + (f", ... ({len(names) - QUOTED} more)" if len(names) > QUOTED else "")
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -49,13 +59,13 @@ def imagenet_layout(root: Path) -> str | None:
 def other_task_error(root: Path, asked: str) -> tuple[str, str] | None:
     """(message, hint) when ``root`` is a dataset of another kind than ``asked``; None when
     it does not look like one of the other known kinds."""
-    sniffers = {"coco": (coco_layout, "COCO keypoints", "a pose model (hrnet_pose, dekr)"),
-                "imagenet": (imagenet_layout, "ImageNet", "a classification model (hrnet_cls, tresnet)")}
+    sniffers = {"coco": (coco_layout, "a COCO", "a pose model (hrnet_pose, dekr)"),
+                "imagenet": (imagenet_layout, "an ImageNet", "a classification model (hrnet_cls, tresnet)")}
     for kind, (sniff, name, models) in sniffers.items():
         if kind == asked:
             continue
         seen = sniff(root)
         if seen:
-            return (f"{root} looks like a {name} dataset ({seen}), not {asked}",
+            return (f"{root} looks like {name} dataset ({seen}), not {asked}",
                     f"use --data {kind}:{root} with {models}")
     return None

@@ -14,9 +14,12 @@ INPUT_SIZE = {32: 512, 48: 640}        # DATASET.INPUT_SIZE (short side at scale
 OUTPUT_SIZE = {32: 128, 48: 160}       # DATASET.OUTPUT_SIZE
 README_AP = {32: 0.680, 48: 0.710}     # single scale, flip, rescoring (COCO val2017)
 
-#: ``max_rel`` is 1e-3 because a handful of DEKR offset elements are ill-conditioned (their
-#: few in-bounds deformable taps sit far outside the map: 1.4e-4..5e-4 of max|offset| between
-#: any two correct implementations, docs/models-pose.md §6); the heatmap agrees to ~1e-6.
+#: fp32 ``max_rel`` is 1e-3 because a handful of DEKR offset elements are ill-conditioned
+#: (their few in-bounds deformable taps sit far outside the map). Measured on the seeded w32
+#: (plugins/dekr/tests/test_dekr_export.py): onnxruntime vs PyTorch offset 4.0e-4 of
+#: max|offset| at 512 x 768 and 1.9e-4 at 512 x 512, heatmap 2.3e-6; the limit is 2.5x the
+#: worst offset figure. PyTorch itself matches the official reference to 2.2e-7 (offset) and
+#: exactly (heatmap); that test holds it to 1e-6.
 #: ``task`` is the mean keypoint error in input pixels at the reference's person centres
 #: (see ``DEKRSpec.task_check``); one output pixel is 4 input pixels.
 TOLERANCES = {

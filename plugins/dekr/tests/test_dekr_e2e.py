@@ -48,7 +48,7 @@ def test_eval_gives_the_known_ap(hrdeploy_cli, synthetic, tmp_path: Path) -> Non
 def test_predict_json_and_vis(hrdeploy_cli, synthetic, tmp_path: Path) -> None:
     onnx_path, coco = synthetic
     image = coco / "val2017" / "000000000001.jpg"
-    res = hrdeploy_cli("predict", onnx_path, image, "--json", "--vis", tmp_path / "vis")
+    res = hrdeploy_cli("predict", onnx_path, image, "--json", "-", "--vis", tmp_path / "vis")
     assert res.code == 0, res
     start = res.out.index("[")
     preds = json.loads(res.out[start:res.out.rindex("]") + 1])

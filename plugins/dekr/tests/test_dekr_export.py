@@ -6,8 +6,17 @@ import numpy as np
 import onnx
 import pytest
 
+# Measured on the seeded w32 at 512 x 768 (torch 2.13 CPU, onnxruntime CPU, 2 threads), as
+# max|got - ref| / max|ref|; each limit is a small multiple of what is achieved:
+# - the plugin's PyTorch module vs the official reference: heatmap 0 (bit-identical), offset 2.2e-7
+TORCH_REL = 1e-6
+# - onnxruntime vs the reference: heatmap 2.3e-6 (2.6e-6 vs PyTorch at 512 x 512)
 HEATMAP_REL = 1e-5
-# a handful of offset elements are ill-conditioned (docs/models-pose.md §6)
+# - onnxruntime vs the reference: offset 4.0e-4 (1.9e-4 vs PyTorch at 512 x 512). A handful of
+#   offset elements are ill-conditioned: their few in-bounds deformable taps sit far outside the
+#   map (the reference meta's adapt_block_inbounds_fraction), and onnxruntime's GridSample
+#   rounds those taps differently from PyTorch's grid_sample (which matches torchvision's
+#   DeformConv2d of the reference to the 2.2e-7 above).
 OFFSET_REL = 1e-3
 
 
@@ -18,10 +27,8 @@ def _rel(got: np.ndarray, ref: np.ndarray) -> float:
 def test_pytorch_reproduces_reference(w32_export, ref_model) -> None:
     hm, off = w32_export.torch_out
     assert hm.shape == (1, 18, 128, 192) and off.shape == (1, 34, 128, 192)
-    assert _rel(hm, ref_model["heatmap"]) <= HEATMAP_REL
-    assert _rel(off, ref_model["offset"]) <= OFFSET_REL
-    # not just the extremes: the bulk of the offsets agrees far more closely
-    assert np.quantile(np.abs(off - ref_model["offset"]), 0.999) < 0.2
+    assert _rel(hm, ref_model["heatmap"]) <= TORCH_REL
+    assert _rel(off, ref_model["offset"]) <= TORCH_REL
 
 
 def test_onnxruntime_reproduces_reference(w32_export, ref_model) -> None:

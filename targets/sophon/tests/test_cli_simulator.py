@@ -88,7 +88,7 @@ def imagenet(work: Path) -> Path:
 
 
 def predictions(run_cli: Any, model: Path, images: Path) -> dict[str, Any]:
-    res = run_cli("predict", model, images, "--json")
+    res = run_cli("predict", model, images, "--json", "-")
     assert res.code == 0, res
     return {Path(p["image"]).name: p for p in json.loads(res.out)}
 

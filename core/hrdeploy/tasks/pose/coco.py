@@ -16,6 +16,7 @@ Bottom-up models read every image of the annotation file.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -25,6 +26,7 @@ import numpy as np
 from ...errors import UserError
 from ...io import read_json
 from ...model import Dataset, SampleRef
+from ..layouts import few, other_task_error
 
 if TYPE_CHECKING:
     from .metric import CocoKeypointMetric
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 ANN_NAME = "person_keypoints_val2017.json"
 DETECTIONS_NAME = "COCO_val2017_detections_AP_H_56_person.json"
 PERSON_CATEGORY = 1
+#: COCO person keypoints per annotation (x, y, visibility each)
+NUM_JOINTS = 17
 #: a person box as stored in ``SampleRef.info["boxes"]``: [x, y, w, h, score]
 Box = list[float]
 
@@ -55,6 +59,9 @@ def find_annotation_file(root: Path) -> Path:
         if len(found) > 1:
             raise UserError(f"several keypoint annotation files in {folder}: "
                             + ", ".join(p.name for p in found), "choose one with --ann FILE")
+    other = other_task_error(root, "coco")
+    if other:
+        raise UserError(*other)
     raise UserError(f"no COCO keypoint annotations under {root}",
                     f"expected annotations/{ANN_NAME} (or pass --ann FILE)")
 
@@ -74,27 +81,57 @@ def find_image_folder(root: Path, ann_path: Path) -> Path:
     return bases[0]
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_annotation(ann: Any, n: int, path: Path) -> None:
+    """The fields the box cleaning and COCOeval read, checked while loading: a bad one found
+    by COCOeval would end the run in a traceback after the whole inference."""
+    if not isinstance(ann, dict):
+        raise UserError(f"{path}: annotation #{n} is not an object: {str(ann)[:60]}")
+    name = f"annotation id {ann['id']}" if "id" in ann else f"annotation #{n} (no id)"
+    if "image_id" not in ann:
+        raise UserError(f"{path}: {name} has no image_id")
+    bbox = ann.get("bbox")
+    if bbox is None:
+        raise UserError(f"{path}: {name} (image {ann['image_id']}) has no bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)
+            and bbox[2] >= 0 and bbox[3] >= 0):
+        raise UserError(f"{path}: {name} (image {ann['image_id']}) has a malformed bbox {str(bbox)[:60]}",
+                        "expected [x, y, width, height]: 4 numbers, width and height >= 0")
+    keypoints = ann.get("keypoints")
+    if keypoints is None:
+        raise UserError(f"{path}: {name} (image {ann['image_id']}) has no 'keypoints' field",
+                        "pose evaluation needs a person keypoints file (person_keypoints_val2017.json), "
+                        "not a detection or instances file")
+    if not (isinstance(keypoints, list) and len(keypoints) == 3 * NUM_JOINTS and all(_number(v) for v in keypoints)):
+        size = len(keypoints) if isinstance(keypoints, list) else type(keypoints).__name__
+        raise UserError(f"{path}: {name} (image {ann['image_id']}) has malformed keypoints ({size} values)",
+                        f"expected {3 * NUM_JOINTS} numbers: x, y, visibility for each of the {NUM_JOINTS} COCO joints")
+
+
 def _normalise_gt(data: Any, path: Path) -> dict[str, Any]:
     """Check the parts COCOeval needs and fill the fields it reads when a hand-made file omits
     them (``iscrowd`` 0, ``num_keypoints`` from the visibilities, ``area`` from the box)."""
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise UserError(f"{path} is not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    for n, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or "id" not in im:
+            raise UserError(f"{path}: image #{n} has no id: {str(im)[:60]}")
     data.setdefault("categories", [{"id": PERSON_CATEGORY, "name": "person", "supercategory": "person"}])
+    for n, ann in enumerate(data["annotations"]):
+        _check_annotation(ann, n, path)
     used_ids = {a["id"] for a in data["annotations"] if "id" in a}
     next_id = max(used_ids, default=0) + 1
-    for n, ann in enumerate(data["annotations"]):
-        if "image_id" not in ann or "bbox" not in ann:
-            raise UserError(f"{path}: annotation #{n} has no image_id or bbox")
+    for ann in data["annotations"]:
         if "id" not in ann:
             ann["id"] = next_id
             next_id += 1
         ann.setdefault("category_id", PERSON_CATEGORY)
         ann.setdefault("iscrowd", 0)
-        if "keypoints" in ann:
-            ann.setdefault("num_keypoints", int(np.count_nonzero(np.asarray(ann["keypoints"])[2::3] > 0)))
-        else:
-            ann.setdefault("num_keypoints", 0)
+        ann.setdefault("num_keypoints", int(np.count_nonzero(np.asarray(ann["keypoints"])[2::3] > 0)))
         ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
     return data
 
@@ -183,7 +220,7 @@ class CocoKeypointDataset(Dataset):
 
     def __init__(self, root: Path, *, mode: str = "topdown", ann: Path | None = None,
                  images: Path | None = None, boxes: Path | None = None, gt_boxes: bool = False,
-                 box_thr: float = 0.0) -> None:
+                 box_thr: float = 0.0, skip_missing: bool = False) -> None:
         if mode not in ("topdown", "bottomup"):
             raise ValueError(f"mode must be 'topdown' or 'bottomup', not {mode!r}")
         self.root = Path(root)
@@ -216,9 +253,28 @@ class CocoKeypointDataset(Dataset):
                     continue
                 info["boxes"] = person_boxes
             self.refs.append(SampleRef(id=str(image_id), path=self.image_dir / info["file_name"], info=info))
+        self.skipped = self._drop_missing(skip_missing)
         self.all_image_ids = [im["id"] for im in self.gt["images"]]
         unknown = set(self.boxes) - seen
         self.boxes_for_unknown_images = sum(len(self.boxes[i]) for i in unknown)
+
+    def _drop_missing(self, skip_missing: bool) -> list[str]:
+        """Images to run that are not on disk: refused (an error in the middle of the run
+        otherwise), or with ``skip_missing`` left out of the run and of the evaluation, so their
+        people do not count as misses. Returns the skipped file names."""
+        missing = [r for r in self.refs if not r.path.is_file()]
+        if not missing:
+            return []
+        names = [str(r.info["file_name"]) for r in missing]
+        if not skip_missing:
+            raise UserError(f"{len(missing)} of {len(self.refs)} images of {self.ann_path.name} are not in "
+                            f"{self.image_dir}: {few(names)}",
+                            "point --images at the image folder, or pass --skip-missing to evaluate the others")
+        gone = {int(r.info["image_id"]) for r in missing}
+        self.refs = [r for r in self.refs if int(r.info["image_id"]) not in gone]
+        self.gt["images"] = [im for im in self.gt["images"] if im["id"] not in gone]
+        self.gt["annotations"] = [a for a in self.gt["annotations"] if a["image_id"] not in gone]
+        return names
 
     def _load_boxes(self, boxes: Path | None, gt_boxes: bool) -> None:
         if boxes and gt_boxes:
@@ -267,6 +323,8 @@ class CocoKeypointDataset(Dataset):
                 out["boxes_for_unknown_images"] = self.boxes_for_unknown_images
             else:
                 out["gt_box_cleaning"] = "HRNet COCODataset: clip to image, x2=min(W-1, x1+max(0,w-1)), score 1"
+        if self.skipped:
+            out["skipped_missing"] = {"count": len(self.skipped), "names": list(self.skipped)}
         return out
 
 
@@ -277,7 +335,7 @@ def coco_keypoint_dataset(path: Path, options: dict[str, Any] | None, mode: str)
     return CocoKeypointDataset(
         Path(path), mode=mode, ann=opts.get("ann") or None, images=opts.get("images") or None,
         boxes=opts.get("boxes") or None, gt_boxes=bool(opts.get("gt_boxes")),
-        box_thr=float(opts.get("box_thr") or 0.0))
+        box_thr=float(opts.get("box_thr") or 0.0), skip_missing=bool(opts.get("skip_missing")))
 
 
 __all__ = ["ANN_NAME", "DETECTIONS_NAME", "PERSON_CATEGORY", "CocoKeypointDataset", "clean_gt_boxes",

@@ -30,6 +30,17 @@ def parse_shape(text: str) -> tuple[str, list[int]]:
     return name, [int(d) for d in dims.split(",")]
 
 
+def parse_aipp(text: str) -> dict[str, str]:
+    """``key : value`` pairs of an AIPP config (protobuf text, one aipp_op block)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if ":" in line and not line.endswith("{"):
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
 def aipp_to_nchw(x: Any, aipp: dict[str, str]) -> Any:
     """uint8 NHWC -> float32 NCHW as the AIPP module computes it."""
     import numpy as np
@@ -76,18 +87,19 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
             return out, i
 
 
-def onnx_inputs(data: bytes) -> dict[str, int]:
-    """Graph input name -> rank, read straight from the ONNX protobuf (ModelProto.graph=7,
-    GraphProto.input=11, ValueInfoProto.name=1/type=2, TypeProto.tensor_type=1, shape=2, dim=1)
-    so the stand-in atc starts fast without importing onnx."""
+def onnx_inputs(data: bytes) -> dict[str, list[int | None]]:
+    """Graph input name -> its dims (an int, or None where the dim is symbolic or unknown), read
+    straight from the ONNX protobuf (ModelProto.graph=7, GraphProto.input=11 minus the
+    initializers=5, ValueInfoProto.name=1/type=2, TypeProto.tensor_type=1, shape=2, dim=1,
+    Dimension.dim_value=1/dim_param=2) so the stand-in atc starts fast without importing onnx."""
     graph = next(v for n, wt, v in _fields(data) if n == 7 and wt == 2)
     inits = {bytes(v2).decode() for n, wt, v in _fields(graph) if n == 5 and wt == 2
              for n2, wt2, v2 in _fields(v) if n2 == 8 and wt2 == 2}
-    out: dict[str, int] = {}
+    out: dict[str, list[int | None]] = {}
     for n, wt, vi in _fields(graph):
         if n != 11 or wt != 2:
             continue
-        name, rank = "", 0
+        name, dims = "", []
         for n2, wt2, v2 in _fields(vi):
             if n2 == 1:
                 name = bytes(v2).decode()
@@ -96,10 +108,18 @@ def onnx_inputs(data: bytes) -> dict[str, int]:
                     if n3 == 1:
                         for n4, _, shape in _fields(tt):
                             if n4 == 2:
-                                rank = sum(1 for n5, _, _ in _fields(shape) if n5 == 1)
+                                dims = [_dim(d) for n5, _, d in _fields(shape) if n5 == 1]
         if name not in inits:
-            out[name] = rank
+            out[name] = dims
     return out
+
+
+def _dim(buf: bytes) -> int | None:
+    value = None
+    for n, wt, v in _fields(buf):
+        if n == 1 and wt == 0:
+            value = v
+    return value
 
 
 def ort_session(onnx_bytes: bytes) -> Any:
