@@ -154,7 +154,7 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Opaque:
 
 
 def _looks_like_class(module: str, name: str) -> bool:
-    last = name.rsplit(".", 1)[-1]
+    last = name.rsplit(".", 1)[-1].lstrip("_")
     return last[:1].isupper() and module.split(".", 1)[0] not in _HOSTILE_MODULES
 
 

@@ -438,17 +438,13 @@ class ClassificationSpec(ModelSpec):
                                skip_missing=bool(opts.get("skip_missing")))
 
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
-        import cv2
+        from .annotate import draw_label, text_scale
 
-        out = image.copy()
-        scale = max(0.4, min(out.shape[:2]) / 600)
-        y = int(24 * scale) + 4
+        out = np.ascontiguousarray(image).copy()
+        scale = text_scale(out)
+        y = 4
         for t in prediction["top_k"][:3]:
-            text = f"{t['score'] * 100:5.1f}% {t['name'].split(',')[0]}"
-            for color, thick in (((0, 0, 0), 4), ((255, 255, 255), 1)):
-                cv2.putText(out, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, color,
-                            max(1, int(thick * scale)), cv2.LINE_AA)
-            y += int(26 * scale) + 4
+            y = draw_label(out, f"{t['score'] * 100:.1f}% {t['name'].split(',')[0]}", 4, y, scale) + 2
         return out
 
     def task_check(self, variant: Variant, reference: list[np.ndarray], test: list[np.ndarray],

@@ -75,9 +75,11 @@ def forget_modules(prefixes: Iterable[str]) -> None:
         del sys.modules[name]
 
 
-def tiny_onnx(path: Path, seed: int = 0) -> Path:
+def tiny_onnx(path: Path, seed: int = 0, input_dims: Sequence[int | str] = ("N", 3, "H", "W")) -> Path:
     """A two-output model to convert: ``image`` (N,3,H,W, any size) -> ``heatmaps`` (N,4,H,W) =
-    relu(conv3x3), ``logits`` (N,4) = their spatial mean; weights drawn with ``seed``."""
+    relu(conv3x3), ``logits`` (N,4) = their spatial mean; weights drawn with ``seed``.
+    ``input_dims`` declares the input's dims as hrdeploy's export does: a name where the dim is
+    dynamic, a number where it is fixed (the stand-in toolchains check shapes against it)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -89,7 +91,7 @@ def tiny_onnx(path: Path, seed: int = 0) -> Path:
              helper.make_node("GlobalAveragePool", ["heatmaps"], ["pooled"]),
              helper.make_node("Flatten", ["pooled"], ["logits"], axis=1)]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(input_dims))],
         [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["N", 4, "H", "W"]),
          helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
         initializer=[helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.flatten()),

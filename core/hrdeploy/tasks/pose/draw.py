@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..annotate import draw_label, text_scale
+
 COCO_KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
@@ -49,14 +51,29 @@ def limb_color(a: int, b: int) -> tuple[int, int, int]:
     return side_color(sa if sa == sb else "center")
 
 
+def person_box(person: dict[str, Any], visible_kpts: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The person's box (x, y, w, h): the detector's when the prediction has one (top-down),
+    else the extent of the drawn joints grown by 10 % (bottom-up has no box)."""
+    if person.get("box") is not None:
+        x, y, w, h = (float(v) for v in person["box"])
+        return x, y, w, h
+    if len(visible_kpts) < 2:
+        return None
+    lo, hi = visible_kpts[:, :2].min(0), visible_kpts[:, :2].max(0)
+    margin = 0.1 * (hi - lo) + 2
+    return float(lo[0] - margin[0]), float(lo[1] - margin[1]), float(hi[0] - lo[0] + 2 * margin[0]), \
+        float(hi[1] - lo[1] + 2 * margin[1])
+
+
 def draw_people(image: np.ndarray, people: Sequence[dict[str, Any]], kpt_thr: float = 0.3,
                 draw_box: bool = True, thickness: int | None = None,
                 radius: int | None = None) -> np.ndarray:
     """Return a copy of ``image`` (BGR uint8) with each person's skeleton drawn.
 
     ``people`` is the pose prediction list: ``{"keypoints": [[x, y, score] x 17], "score",
-    "box": [x, y, w, h] (optional)}``. Line width and joint radius grow with the image size
-    unless given.
+    "box": [x, y, w, h] (optional)}``. Each person gets a box (the detector's, or the extent
+    of its joints) labelled with its score. Line width and joint radius grow with the image
+    size unless given.
     """
     import cv2
 
@@ -64,13 +81,18 @@ def draw_people(image: np.ndarray, people: Sequence[dict[str, Any]], kpt_thr: fl
     size = max(out.shape[:2])
     thickness = thickness or max(2, int(round(size / 320)))
     radius = radius or max(3, int(round(size / 200)))
+    scale = text_scale(out)
     for person in people:
         kpts = np.asarray(person.get("keypoints", []), np.float64).reshape(-1, 3)
-        if draw_box and person.get("box") is not None:
-            x, y, w, h = (float(v) for v in person["box"])
+        visible = (kpts[:, 2] >= kpt_thr) & np.isfinite(kpts).all(axis=1)
+        box = person_box(person, kpts[visible])
+        if draw_box and box is not None:
+            x, y, w, h = box
             cv2.rectangle(out, (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h))),
                           BOX_COLOR, max(1, thickness // 2), cv2.LINE_8)  # axis-aligned: no anti-aliasing needed
-        visible = (kpts[:, 2] >= kpt_thr) & np.isfinite(kpts).all(axis=1)
+            if person.get("score") is not None:
+                draw_label(out, f"{float(person['score']):.2f}", int(round(x)),
+                           int(round(y)) - max(1, thickness // 2), scale, above=True)
         pts = [(int(round(x)), int(round(y))) for x, y, _ in kpts]
         for a, b in COCO_SKELETON:
             if a < len(kpts) and b < len(kpts) and visible[a] and visible[b]:
@@ -81,4 +103,4 @@ def draw_people(image: np.ndarray, people: Sequence[dict[str, Any]], kpt_thr: fl
 
 
 __all__ = ["BOX_COLOR", "CENTER_COLOR", "COCO_FLIP_PAIRS", "COCO_KEYPOINT_NAMES", "COCO_SKELETON",
-           "LEFT_COLOR", "RIGHT_COLOR", "draw_people", "joint_side", "limb_color", "side_color"]
+           "LEFT_COLOR", "RIGHT_COLOR", "draw_people", "person_box", "joint_side", "limb_color", "side_color"]
