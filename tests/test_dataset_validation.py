@@ -158,6 +158,34 @@ def test_imagenet_on_a_coco_folder_names_the_kind_to_use(colour_model, pose, tmp
             "looks like a COCO dataset (annotations/person_keypoints_val2017.json)", f"--data coco:{coco}")
 
 
+def test_imagenet_on_a_coco_annotation_file_names_the_kind_to_use(colour_model, pose, tmp_path, run_cli):
+    data = pose["build"](tmp_path / "coco")
+    out = tmp_path / "r.json"
+    refused(eval_imagenet(run_cli, colour_model, data["ann"], out), out,
+            "looks like a COCO dataset (person_keypoints_val2017.json)", "--data coco:")
+
+
+def test_synset_folders_stay_imagenet_next_to_other_files(colour_model, tmp_path, run_cli):
+    from classification_data import imagenet_synset_layout
+
+    data = tmp_path / "d"
+    items = imagenet_synset_layout(data)
+    (data / "annotations").mkdir()
+    (data / "annotations" / "boxes.json").write_text("{}")
+    out = tmp_path / "r.json"
+    res = eval_imagenet(run_cli, colour_model, data, out)
+    assert res.code == 0, res
+    assert json.loads(out.read_text())["metric"]["images"] == len(items)
+
+
+def test_label_file_that_is_not_utf8_is_refused(colour_model, tmp_path, run_cli):
+    data = tmp_path / "d"
+    imagenet_label_layout(data, per_colour=1)
+    (data / "val_label.txt").write_bytes("ILSVRC2012_val_00000001.JPEG 100 \u00e9\n".encode("latin-1"))
+    out = tmp_path / "r.json"
+    refused(eval_imagenet(run_cli, colour_model, data, out), out, "val_label.txt is not UTF-8 text")
+
+
 def test_coco_on_an_imagenet_folder_names_the_kind_to_use(pose, tmp_path, run_cli):
     data = tmp_path / "imagenet"
     imagenet_label_layout(data, per_colour=1)

@@ -232,6 +232,8 @@ def test_bottom_up_reads_every_image_and_layouts(coco_dir: Path, tmp_path: Path)
     alt = tmp_path / "alt"
     (alt / "annotations").mkdir(parents=True)
     (alt / "images").mkdir()
+    for image in (coco_dir / "val2017").iterdir():   # the images must be there: missing ones are refused
+        (alt / "images" / image.name).write_bytes(image.read_bytes())
     (alt / "annotations" / "person_keypoints_mini.json").write_text(
         (coco_dir / "annotations" / "person_keypoints_val2017.json").read_text())
     assert coco_keypoint_dataset(alt, {}, "bottomup").image_dir == alt / "images"

@@ -10,7 +10,7 @@ and words the same problems the same way:
   corrupt, truncated or hostile files ("it contains a call to os.system");
 * :func:`unwrap_state_dict` - the tensor dict inside ``{'state_dict' | 'model' | ...}``
   wrappers, without DataParallel's ``module.`` prefix, and notes on what was peeled off;
-  NaN or infinite weights are refused, naming the tensors;
+* :func:`refuse_non_finite` - NaN or infinite weights refused, naming the tensors;
 * :class:`KeyMismatch` - the keys and shapes of a state_dict against the model's, summarised
   on one line ("2 missing keys (e.g. ...); 1 unexpected keys (e.g. ...)").
 
@@ -349,13 +349,15 @@ def unwrap_state_dict(obj: object, name: str = "the checkpoint"
     if all(k.startswith(DP_PREFIX) for k in tensors):
         tensors = OrderedDict((k[len(DP_PREFIX):], v) for k, v in tensors.items())
         notes.append(f"'{DP_PREFIX}' prefix stripped")
-    _refuse_non_finite(tensors, name)
     return tensors, notes
 
 
-def _refuse_non_finite(tensors: Mapping[str, "torch.Tensor"], name: str, shown: int = 3) -> None:
-    # a diverged training run saves NaN weights; the export would then only report an
-    # unexplained ONNX Runtime mismatch ("max rel nan")
+def refuse_non_finite(tensors: Mapping[str, "torch.Tensor"], name: str, shown: int = 3) -> None:
+    """Raise :class:`WeightsError` naming the tensors (the first ``shown`` and their count)
+    that hold NaN or infinite values. Called on the weights as loaded into the model, after
+    the plugin's own diagnoses (wrong model, wrong width) had their say: a diverged training
+    run saves NaN weights, and the export would otherwise only report an unexplained ONNX
+    Runtime mismatch ("max rel nan")."""
     import torch
 
     bad = [k for k, v in tensors.items()

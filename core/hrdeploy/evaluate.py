@@ -46,7 +46,7 @@ def report_skipped(info: dict[str, Any], log: Callable[[str], None]) -> None:
     if skipped:
         names = skipped["names"]
         log(f"--skip-missing: skipped {skipped['count']} entries whose image is missing: "
-            + ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") + " (all listed in the result file)")
+            + ", ".join(names[:3]) + (", ... (see data.skipped_missing in the result)" if len(names) > 3 else ""))
 
 
 def _run_key(session: Session, data: str, limit: int | None, options: dict[str, Any]) -> str:

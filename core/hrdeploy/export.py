@@ -14,10 +14,11 @@ import numpy as np
 
 from . import __version__
 from .artifact import reference_meta, reference_path_for_onnx, save_reference, write_onnx_metadata
+from .checkpoints import refuse_non_finite
 from .errors import ParityError, UserError
 from .io import atomic_write_bytes, read_image
 from .model import Item, ModelSpec, Sample, SampleRef, Variant
-from .parity import ParityReport, compare
+from .parity import ParityReport, compare, non_finite_count
 from .target import sha256_file
 
 
@@ -120,6 +121,7 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     module.eval()
     if weights is not None:
         layout = spec.load_weights(module, Path(weights), variant)
+        refuse_non_finite(module.state_dict(), Path(weights).name)
         weights_desc = f"{Path(weights).name}: {layout}"
     else:
         seeded_weights(module, seed)
@@ -130,6 +132,11 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     with torch.inference_mode():
         y = module(torch.from_numpy(x))
     torch_out = [t.detach().numpy() for t in (y if isinstance(y, (tuple, list)) else (y,))]
+    for name, values in zip(variant.outputs, torch_out):
+        bad = non_finite_count(values)
+        if bad:  # not ONNX Runtime's fault: say so before exporting anything
+            raise UserError(f"PyTorch itself produces NaN/inf in output {name!r} ({bad} of {values.size} values): "
+                            "the weights or the model are broken")
 
     import onnx
 

@@ -69,8 +69,7 @@ def doctor_report(reg: Registry) -> dict[str, Any]:
     targets = {name: _target_probe(t) for name, t in reg.targets.items()}
     problems = [f"{r.kind} plugin {r.name!r} ({r.distribution or 'no distribution'} {r.version or ''}) "
                 f"failed to load: {r.error}" for r in reg.records if r.status == "error"]
-    problems += [f"plugin {r.kind} {r.name!r} disabled by HRDEPLOY_DISABLE_PLUGINS" for r in reg.records
-                 if r.status == "disabled"]
+    problems += [f"{r.kind} plugin {r.name!r} is disabled: {r.error}" for r in reg.records if r.status == "disabled"]
     for mod in orphan_modules():
         problems.append(f"module {mod!r} is importable but no installed distribution registers it as an "
                         f"hrdeploy plugin: pip install its package (pip install -e <folder>) so it shows up")

@@ -56,32 +56,44 @@ class Registry:
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> None:
-        from stevedore import ExtensionManager
+        """Discover every entry point, decide which are disabled *before* importing anything
+        (a disabled plugin's module is never imported: it may be slow, broken or hostile),
+        then load the rest through stevedore and register them, installed distributions first
+        so that they win a name claimed twice."""
+        from stevedore import NamedExtensionManager
 
         disabled = {n.strip() for n in os.environ.get("HRDEPLOY_DISABLE_PLUGINS", "").split(",") if n.strip()}
         builtin_only = os.environ.get("HRDEPLOY_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
         for kind, group in GROUPS.items():
-            failures: dict[str, BaseException] = {}
-
-            def on_failure(_mgr: Any, ep: md.EntryPoint, exc: BaseException,
-                           failures: dict[str, BaseException] = failures) -> None:
-                failures[ep.name] = exc
-
-            mgr = ExtensionManager(namespace=group, invoke_on_load=False,
-                                   on_load_failure_callback=on_failure)
-            loaded = {ext.name: ext for ext in mgr.extensions}
+            pending: list[tuple[PluginRecord, md.EntryPoint]] = []
             for ep in self._entry_points(group):
                 rec = PluginRecord(name=ep.name, kind=kind, module=ep.value,
                                    distribution=_dist_name(ep), version=_dist_version(ep))
                 self.records.append(rec)
-                if ep.name in disabled or (builtin_only and not (kind == "target" and ep.name in BUILTIN_TARGETS)):
+                if ep.name in disabled:
+                    rec.status, rec.error = "disabled", "HRDEPLOY_DISABLE_PLUGINS names it"
+                elif builtin_only and not (kind == "target" and ep.name in BUILTIN_TARGETS):
                     rec.status = "disabled"
+                    rec.error = "HRDEPLOY_DISABLE_PLUGIN_AUTOLOAD is set (only the built-in target loads)"
+                else:
+                    pending.append((rec, ep))
+            failures: dict[tuple[str, str], BaseException] = {}
+
+            def on_failure(_mgr: Any, ep: md.EntryPoint, exc: BaseException,
+                           failures: dict[tuple[str, str], BaseException] = failures) -> None:
+                failures[(ep.name, ep.value)] = exc
+
+            # NamedExtensionManager checks the name before importing the entry point's module
+            mgr = NamedExtensionManager(namespace=group, names=sorted({ep.name for _, ep in pending}),
+                                        invoke_on_load=False, on_load_failure_callback=on_failure)
+            loaded = {(ext.entry_point.name, ext.entry_point.value): ext for ext in mgr.extensions}
+            for rec, ep in sorted(pending, key=lambda item: not _installed(item[1])):
+                key = (ep.name, ep.value)
+                if key in failures:
+                    rec.status, rec.error = "error", _one_line(failures[key])
                     continue
-                if ep.name in failures:
-                    rec.status, rec.error = "error", _one_line(failures[ep.name])
-                    continue
-                ext = loaded.get(ep.name)
-                if ext is None:  # stevedore dropped it for a reason of its own (duplicate name)
+                ext = loaded.get(key)
+                if ext is None:  # stevedore dropped it for a reason of its own
                     rec.status, rec.error = "error", "entry point could not be loaded"
                     continue
                 self._register(rec, ext.plugin, kind)
@@ -132,8 +144,8 @@ class Registry:
             if name in table:
                 other = self._owner[f"{kind}:{name}"]
                 rec.status = "error"
-                rec.error = (f"{kind} name {name!r} is already provided by "
-                             f"{other.distribution or other.module}; skipped")
+                rec.error = (f"{kind} name {name!r} is claimed twice: by {_source(other)} (used) and by "
+                             f"{_source(rec)} (skipped); uninstall one of them")
                 continue
             table[name] = obj
             self._owner[f"{kind}:{name}"] = rec
@@ -167,6 +179,18 @@ class Registry:
                 import sys
 
                 print(f"warning: plugin {impl.plugin_name} failed in {hook}: {_one_line(e)}", file=sys.stderr)
+
+
+def _installed(ep: md.EntryPoint) -> bool:
+    """Installed by an installer (pip writes RECORD), not a metadata folder dropped on a path."""
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.read_text("RECORD") is not None
+
+
+def _source(rec: PluginRecord) -> str:
+    if rec.distribution:
+        return f"{rec.distribution} {rec.version or ''} ({rec.module})".replace("  ", " ")
+    return f"module {rec.module} (no installed distribution)"
 
 
 def _dist_name(ep: md.EntryPoint) -> str | None:

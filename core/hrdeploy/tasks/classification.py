@@ -222,7 +222,8 @@ class ImageNetDataset(Dataset):
 
     def _scan(self, labels: Path | None) -> tuple[str, list[_Entry]]:
         label_file = labels or next((self.root / n for n in VAL_LABEL_FILES if (self.root / n).is_file()), None)
-        if label_file is None:
+        if label_file is None and (not self.root.is_dir() or not self._synsets()):
+            # synset folders are ImageNet whatever else lies next to them
             other = other_task_error(self.root, self.kind)
             if other:
                 raise UserError(*other)

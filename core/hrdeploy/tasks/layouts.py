@@ -30,7 +30,7 @@ def coco_layout(root: Path) -> str | None:
     or None."""
     root = Path(root)
     if root.is_file():
-        return f"a JSON file ({root.name})" if root.suffix.lower() == ".json" else None
+        return root.name if root.suffix.lower() == ".json" else None
     ann = root / "annotations"
     found = sorted(ann.glob("*.json")) if ann.is_dir() else []
     if found:
@@ -59,13 +59,13 @@ def imagenet_layout(root: Path) -> str | None:
 def other_task_error(root: Path, asked: str) -> tuple[str, str] | None:
     """(message, hint) when ``root`` is a dataset of another kind than ``asked``; None when
     it does not look like one of the other known kinds."""
-    sniffers = {"coco": (coco_layout, "a COCO", "a pose model (hrnet_pose, dekr)"),
-                "imagenet": (imagenet_layout, "an ImageNet", "a classification model (hrnet_cls, tresnet)")}
+    sniffers = {"coco": (coco_layout, "a COCO", "a pose model"),
+                "imagenet": (imagenet_layout, "an ImageNet", "a classification model")}
     for kind, (sniff, name, models) in sniffers.items():
         if kind == asked:
             continue
         seen = sniff(root)
         if seen:
             return (f"{root} looks like {name} dataset ({seen}), not {asked}",
-                    f"use --data {kind}:{root} with {models}")
+                    f"use --data {kind}:{root} with {models} (see 'hrdeploy list')")
     return None

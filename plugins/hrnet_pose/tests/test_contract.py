@@ -1,9 +1,6 @@
 """The core's model-plugin contract, plus the plugin's registration and option handling."""
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pytest
 
 from hrdeploy.model import ModelSpec
@@ -15,10 +12,6 @@ class TestHRNetPoseContract(ModelContract):
     @pytest.fixture
     def model(self) -> ModelSpec:
         return HRNetPoseSpec()
-
-    def _fake_outputs(self, model: ModelSpec, variant: Any, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(0)
-        return {"heatmaps": rng.random((17, shape[1] // 4, shape[2] // 4), dtype=np.float32)}
 
 
 def test_plugin_registers_the_model_without_torch() -> None:
