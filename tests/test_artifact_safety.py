@@ -25,6 +25,7 @@ SECRET = "HOST-SECRET-a1b2c3: a file of the machine, never part of an artifact"
 def _export_like(path: Path, count: int = 3, seed: int = 7) -> Path:
     """A hand-built ONNX with the reference `hrdeploy export` stores next to it (which records
     the sha256 of the .onnx it was computed with)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     colour_classifier_onnx(path)
     spec = registry().model("hrnet_cls")
     x = reference_inputs(spec, spec.variant("w18"), None, count=count, seed=seed)

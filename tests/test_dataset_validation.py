@@ -71,7 +71,7 @@ def test_skip_missing_evaluates_the_rest_and_records_the_skipped(colour_model, t
     out = tmp_path / "r.json"
     res = eval_imagenet(run_cli, colour_model, data, out, "--skip-missing", "--batch", "4")
     assert res.code == 0, res
-    assert "skipped 2 entries" in res.err and absent[0] in res.err and absent[1] in res.err
+    assert "2 missing images skipped" in res.err and absent[0] in res.err and absent[1] in res.err
     r = json.loads(out.read_text())
     assert r["data"]["skipped_missing"] == {"count": 2, "names": absent}
     assert r["metric"]["images"] == len(items) and r["metric"]["top1"] == 100.0
@@ -176,6 +176,22 @@ def test_synset_folders_stay_imagenet_next_to_other_files(colour_model, tmp_path
     res = eval_imagenet(run_cli, colour_model, data, out)
     assert res.code == 0, res
     assert json.loads(out.read_text())["metric"]["images"] == len(items)
+
+
+def test_label_file_next_to_images_sorted_into_class_folders(colour_model, tmp_path, run_cli):
+    from classification_data import imagenet_synset_layout
+
+    data = tmp_path / "d"
+    items = imagenet_synset_layout(data)
+    (data / "val_label.txt").write_text("".join(f"{p.name} {label}\n" for p, label in items)
+                                        + "ILSVRC2012_val_00000999.JPEG 100\n")
+    out = tmp_path / "r.json"
+    refused(eval_imagenet(run_cli, colour_model, data, out), out,
+            f"1 of {len(items) + 1} entries", f"name images not in the class folders of {data / 'val'}")
+    res = eval_imagenet(run_cli, colour_model, data, out, "--skip-missing")
+    assert res.code == 0, res
+    r = json.loads(out.read_text())
+    assert r["data"]["layout"] == "label-file" and r["metric"]["images"] == len(items) and r["metric"]["top1"] == 100.0
 
 
 def test_label_file_that_is_not_utf8_is_refused(colour_model, tmp_path, run_cli):

@@ -110,3 +110,23 @@ def test_artifact_from_result_describes_what_convert_returned(tmp_path: Path) ->
     assert m["files"] == {"model": "model.bin"} and m["outputs"] == ["logits"] and m["dry_run"]
     assert m["target_options"] == {"soc": "X"} and m["conversion"] == {"planned": True}
     assert m["commands"][0]["cmd"] == "tool --flag"
+
+
+def test_onnx_inputs_reads_the_input_dims_from_the_wire_format(tmp_path: Path) -> None:
+    import onnx
+
+    from hrdeploy.testing.onnxwire import onnx_inputs
+
+    dyn = tiny_onnx(tmp_path / "dyn.onnx")
+    fixed = tiny_onnx(tmp_path / "fixed.onnx", input_dims=(2, 3, 16, "W"))
+    assert onnx_inputs(dyn) == {"image": [None, 3, None, None]}
+    assert onnx_inputs(fixed) == {"image": [2, 3, 16, None]}
+    # what onnx itself reads, and an initializer also listed as a graph input is not an input
+    model = onnx.load(str(fixed))
+    model.graph.input.append(onnx.helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [4, 3, 3, 3]))
+    onnx.save(model, str(tmp_path / "with_init.onnx"))
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert onnx_inputs(tmp_path / "with_init.onnx") == {"image": dims}
+    (tmp_path / "not.onnx").write_bytes(b"\xff\xff\xff not a model")
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        onnx_inputs(tmp_path / "not.onnx")

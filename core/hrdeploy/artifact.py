@@ -142,12 +142,16 @@ def save_reference(path: Path, x: np.ndarray, outputs: Sequence[np.ndarray], nam
 
 def _open_npz(path: Path) -> Any:
     try:
+        with open(path, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+    except OSError as e:
+        raise UserError(f"cannot read reference file {path}: {e.strerror}", _REF_HINT) from None
+    if not is_zip:  # np.load would try other formats (a pickle, a bare .npy) and say so
+        raise UserError(f"reference file {path} is damaged or not an .npz archive (it is not a zip file)", _REF_HINT)
+    try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"reference file {path} is damaged or not an .npz archive ({_short(e)})", _REF_HINT) from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise UserError(f"reference file {path} is a single array, not an .npz archive of reference "
-                        "inputs and outputs", _REF_HINT)
     return z
 
 

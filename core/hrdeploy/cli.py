@@ -248,6 +248,7 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             dry_run: bool = typer.Option(False, "--dry-run", help="Write the plan and print the commands; run nothing."),
             force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder."),
             strict: bool = typer.Option(True, "--strict/--no-strict", help="Exit 1 when the converted model breaches its tolerance."),
+            toolchain_verdict: str = typer.Option("record", "--toolchain-verdict", help="record: the vendor tools' own similarity verdicts are recorded and printed, hrdeploy's tolerance decides; decide: a failed vendor verdict is a breach too (exit 1, artifact kept)."),
             chip: Optional[str] = typer.Option(None, "--chip", help="Sophon chip (bm1684, bm1684x)."),
             soc: Optional[str] = typer.Option(None, "--soc", help="Ascend SoC (e.g. Ascend310P3; default: auto from npu-smi)."),
             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
@@ -264,7 +265,7 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
     if from_plan is not None:
         if onnx_file is not None or output is not None:
             raise UserError("--from-plan takes the plan folder only (no ONNX file, no -o)")
-        art = convert_from_plan(reg, from_plan, device=device, log=_log)
+        art = convert_from_plan(reg, from_plan, device=device, log=_log, toolchain_verdict=toolchain_verdict)
         _print_convert(art, dry_run=False, target=art.target, output=from_plan, strict=strict)
         return
     if onnx_file is None or output is None:
@@ -277,7 +278,8 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
                             "its options: " + (", ".join(tgt.options) or "none"))
     art = do_convert(reg, onnx_file, target, output, precision=precision.lower(), batch=batch, calib_dir=calib,
                      calib_count=calib_count, dry_run=dry_run, force=force,
-                     target_options=_target_options(sets, **named), model_options=_model_options(opts), log=_log)
+                     target_options=_target_options(sets, **named), model_options=_model_options(opts), log=_log,
+                     toolchain_verdict=toolchain_verdict)
     _print_convert(art, dry_run, target, output, strict)
 
 
@@ -295,16 +297,22 @@ def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: b
     if parity.get("status") == "not run":
         out.print(f"[yellow]parity not run here: {parity['reason']}[/yellow]")
     elif parity:
-        how = "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in (m.get("conversion") or {}).items()
-                        if isinstance(v, (str, int, float)))
-        out.print(f"{target} {m['precision']} artifact ({m['files']['model']}{', ' + how if how else ''}) "
+        how = (m.get("conversion") or {}).get("summary")
+        out.print(f"{target} {m['precision']} artifact ({m['files']['model']}{': ' + how if how else ''}) "
                   f"vs the source ONNX on onnxruntime fp32, {parity['inputs']} inputs: {m['reference']['source']}",
                   style="italic", highlight=False, soft_wrap=True)
         out.print(_parity_table(None, parity))
+    verdict = parity.get("toolchain") or {}
+    if verdict.get("failed"):
+        how = ("decisive (--toolchain-verdict decide)" if verdict.get("decisive") else
+               "recorded; hrdeploy's tolerance decides (--toolchain-verdict decide makes it decisive)")
+        out.print(f"[yellow]toolchain verdict: {len(verdict['failed'])} of {verdict['verdicts']} similarity "
+                  f"checks missed the toolchain's own floor: {how}[/yellow]", highlight=False)
     _registry().call("hrdeploy_after_convert", artifact=art)
     out.print(f"wrote {output} ({m['model']}/{m['variant']} -> {target} {m['precision']})")
     if parity.get("status") == "failed" and strict:
-        err.print("error: the converted model breaches its tolerance (artifact kept; see manifest.json 'parity')")
+        why = "its tolerance" if not parity.get("passed", True) else "the toolchain's own similarity floor"
+        err.print(f"error: the converted model breaches {why} (artifact kept; see manifest.json 'parity')")
         raise typer.Exit(1)
 
 
@@ -643,5 +651,8 @@ def _dispatch(argv: Optional[list[str]]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """The ``hrdeploy`` console script: exits with the code of :func:`_dispatch`."""
-    sys.exit(_dispatch(argv))
+    """The ``hrdeploy`` console script: returns on success (so that a library caller may call
+    it), exits with the code of :func:`_dispatch` otherwise."""
+    code = _dispatch(argv)
+    if code:
+        sys.exit(code)

@@ -62,7 +62,13 @@ def parse_batches(text: str | None, variant: Variant) -> list[int]:
 def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path, *, precision: str = "fp32",
             batch: str | None = None, calib_dir: Path | None = None, calib_count: int = 100,
             dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
-            model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> Artifact:
+            model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+            toolchain_verdict: str = "record") -> Artifact:
+    """Convert ``onnx_path`` for ``target_name`` into the artifact folder ``out_dir`` and check
+    its parity. ``toolchain_verdict``: "record" (the vendor tools' own similarity verdicts are
+    recorded and printed; hrdeploy's tolerance decides) or "decide" (a failed vendor verdict is
+    a parity breach too)."""
+    _check_verdict_policy(toolchain_verdict)
     src = Artifact.load(onnx_path)
     if src.is_folder:
         raise UserError(f"{onnx_path} is already a converted artifact", "convert the exported .onnx file")
@@ -135,7 +141,8 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
     atomic_write_json(work / MANIFEST, manifest)
     artifact = Artifact(work, manifest)
     if not dry_run:
-        manifest["parity"] = check_parity(spec, variant, target, artifact, ref_x, ref_y, precision, opts)
+        manifest["parity"] = judge_toolchain(check_parity(spec, variant, target, artifact, ref_x, ref_y,
+                                                          precision, opts), manifest["checks"], toolchain_verdict)
         atomic_write_json(work / MANIFEST, manifest)
     return Artifact(out_dir, manifest)
 
@@ -160,10 +167,29 @@ def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Ar
             **report.to_dict()}
 
 
+def judge_toolchain(parity: dict[str, Any], checks: list[dict[str, Any]], policy: str) -> dict[str, Any]:
+    """One parity policy for every target: the toolchain's own verdicts (``checks`` with a
+    ``passed`` of True/False) are summarised under ``parity["toolchain"]``; only with the policy
+    "decide" does a failed one make the parity fail (the artifact is kept either way)."""
+    judged = [c for c in checks if isinstance(c, dict) and c.get("passed") is not None]
+    failed = [str(c.get("text") or c) for c in judged if c["passed"] is False]
+    parity["toolchain"] = {"verdicts": len(judged), "passed": not failed if judged else None,
+                           "failed": failed, "decisive": policy == "decide"}
+    if failed and policy == "decide" and parity.get("status") == "passed":
+        parity["status"] = "failed"
+    return parity
+
+
+def _check_verdict_policy(policy: str) -> None:
+    if policy not in ("record", "decide"):
+        raise UserError(f"unknown toolchain verdict policy {policy!r}", "choose record or decide")
+
+
 def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = None,
-                      log: Callable[[str], None] = print) -> Artifact:
+                      log: Callable[[str], None] = print, toolchain_verdict: str = "record") -> Artifact:
     """Compile a plan written by ``convert --dry-run`` (possibly on another machine): the target
     runs the recorded commands with the recorded configs, then the parity check runs here."""
+    _check_verdict_policy(toolchain_verdict)
     art = Artifact.load(folder)
     if not art.is_folder or not art.manifest.get("dry_run"):
         raise UserError(f"{folder} is not a dry-run plan", "--from-plan takes a folder written by 'convert --dry-run'")
@@ -194,7 +220,8 @@ def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = 
     atomic_write_json(art.path / MANIFEST, m)
     ref_x, stored = load_reference(art.file("reference"))
     ref_y = [stored[n] for n in variant.outputs]
-    m["parity"] = check_parity(spec, variant, target, Artifact(art.path, m), ref_x, ref_y, art.precision,
-                               m.get("target_options", {}), device=device)
+    m["parity"] = judge_toolchain(check_parity(spec, variant, target, Artifact(art.path, m), ref_x, ref_y,
+                                               art.precision, m.get("target_options", {}), device=device),
+                                  m["checks"], toolchain_verdict)
     atomic_write_json(art.path / MANIFEST, m)
     return Artifact(art.path, m)

@@ -45,8 +45,8 @@ def report_skipped(info: dict[str, Any], log: Callable[[str], None]) -> None:
     skipped = info.get("skipped_missing")
     if skipped:
         names = skipped["names"]
-        log(f"--skip-missing: skipped {skipped['count']} entries whose image is missing: "
-            + ", ".join(names[:3]) + (", ... (see data.skipped_missing in the result)" if len(names) > 3 else ""))
+        log(f"--skip-missing: {skipped['count']} missing images skipped: "
+            + ", ".join(names[:2]) + (", ... (all in data.skipped_missing)" if len(names) > 2 else ""))
 
 
 def _run_key(session: Session, data: str, limit: int | None, options: dict[str, Any]) -> str:

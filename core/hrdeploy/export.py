@@ -145,7 +145,7 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         tmp_path = Path(tmp) / "export.onnx"
         # the TorchScript exporter: the dynamo one turns HRNet's pooling into a fixed-size
-        # AveragePool and takes 10x longer (models-classification.md §6)
+        # AveragePool and takes 10x longer
         with warnings.catch_warnings():
             # the legacy exporter's deprecation and constant-folding notes are noise for users
             warnings.simplefilter("ignore", UserWarning)

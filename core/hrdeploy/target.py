@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import ToolchainMissing, UserError
+from .toolrun import COMPILE_TIMEOUT, run_tool
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -89,6 +90,8 @@ class ConvertRequest:
     reference_inputs: np.ndarray | None = None
     commands: list[dict[str, Any]] = field(default_factory=list)
     log: Callable[[str], None] = print
+    #: seconds each tool step (one :meth:`run`) may take before it is stopped; None: no limit
+    step_timeout: float | None = COMPILE_TIMEOUT
 
     @property
     def sizes(self) -> tuple[tuple[int, int], ...]:
@@ -110,8 +113,11 @@ class ConvertRequest:
 
     def run(self, argv: Sequence[str], *, cwd: Path | None = None, log: Path | None = None,
             env: dict[str, str] | None = None, note: str = "", check: bool = True,
-            tool_hint: str = "") -> subprocess.CompletedProcess[str] | None:
-        """Record ``argv`` and run it (unless ``dry_run``), its output going to ``log``.
+            tool_hint: str = "", step: str = "") -> subprocess.CompletedProcess[str] | None:
+        """Record ``argv`` and run it (unless ``dry_run``), its output going to ``log``, through
+        :func:`hrdeploy.toolrun.run_tool`: in its own process group, stopped with hrdeploy,
+        and stopped after ``step_timeout`` seconds (``step`` names it in that message; default:
+        the executable's name).
 
         Returns None on a dry run. A missing executable raises :class:`ToolchainMissing`
         with ``tool_hint``; a non-zero exit raises :class:`UserError` naming the log file
@@ -126,13 +132,10 @@ class ConvertRequest:
             raise ToolchainMissing(f"{exe} not found", tool_hint or "install the vendor toolchain")
         full_env = {**os.environ, **(env or {})}
         t0 = time.perf_counter()
-        proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=full_env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = run_tool(argv, step=step or Path(exe).name, log=log, cwd=cwd, env=full_env,
+                        timeout=self.step_timeout, tool_hint=tool_hint)
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         entry["returncode"] = proc.returncode
-        if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(proc.stdout)
         if check and proc.returncode != 0:
             where = f"; log: {log}" if log else ""
             last = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()][-1:] or [""]
@@ -152,6 +155,8 @@ class ConvertResult:
     sizes: list[tuple[int, int]] | None = None
     #: the toolchain's own verdicts (TPU-MLIR similarity, ATC success line, ...)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    #: recorded as the manifest's ``conversion``; an optional ``"summary"`` string says in a few
+    #: words what the artifact is (printed in the title of convert's parity table)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -284,10 +284,16 @@ class ImageNetDataset(Dataset):
         folders = {d.name: d for d in self._class_folders()}
         if image_dir is None and any(r.name in folders for r in rows):
             return "mapped-folders", self._from_mapped_folders(label_file, rows, folders)
-        if image_dir is None:
+        if image_dir is not None:
+            images, where = self._images_in(image_dir), str(image_dir)
+        else:
+            # the validation images sorted into class folders, the label file kept next to them
+            images = [p for d in folders.values() for p in self._images_in(d)]
+            where = f"the class folders of {self._class_base()}"
+        if not images:
             raise UserError(f"no image folder next to {label_file}",
                             "expected ILSVRC2012_img_val/ or val/ with the images")
-        by_stem = {_stem(p.name): p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        by_stem = {_stem(p.name): p for p in images}
         entries, missing = [], []
         for r in rows:
             path = by_stem.get(_stem(r.name))
@@ -295,7 +301,7 @@ class ImageNetDataset(Dataset):
                 missing.append(r.name)
             else:
                 entries.append(_Entry(path, r.label))
-        self._missing(label_file, missing, len(rows), f"name images not in {image_dir}")
+        self._missing(label_file, missing, len(rows), f"name images not in {where}")
         return "label-file", sorted(entries, key=lambda e: e.path.name)
 
     def _from_mapped_folders(self, label_file: Path, rows: list[_Row], folders: dict[str, Path]) -> list[_Entry]:

@@ -33,6 +33,7 @@ import pytest
 from ..artifact import FORMAT, MANIFEST, Artifact
 from ..model import DEFAULT_TOLERANCES, TASKS, InputSpec, Item, ModelSpec, Sample, SampleRef
 from ..parity import OutputDiff, compare_output
+from ..samples import write_images
 from ..target import PRECISIONS, ConvertRequest, Probe, Runner, Target
 
 
@@ -76,11 +77,15 @@ def tiny_request(tmp_path: Path, precision: str = "fp32", batch_sizes: list[int]
         for _ in range(count):
             yield rng.standard_normal((3, size, size)).astype(np.float32)
 
+    calib_dir = None
+    if precision == "int8":  # the images too, for toolchains that read them themselves (vamc)
+        calib_dir = tmp_path / "calib"
+        write_images(calib_dir, 8, size=(size, size), seed=2)
     return ConvertRequest(
         onnx_path=onnx_path, out_dir=out, model="tiny", variant="default", task="classification",
         input=InputSpec(height=size, width=size), preprocess={"mean": [0.0] * 3, "std": [1.0] * 3, "scale": 1 / 255},
         precision=precision, batch_sizes=batch_sizes or [1], options=dict(options or {}), dry_run=dry_run,
-        calib_count=8, calibration=calibration, reference_inputs=rng.standard_normal((2, 3, size, size)).astype(np.float32),
+        calib_dir=calib_dir, calib_count=8, calibration=calibration, reference_inputs=rng.standard_normal((2, 3, size, size)).astype(np.float32),
         log=lambda _msg: None)
 
 
@@ -181,6 +186,7 @@ class TargetContract:
             pytest.skip(f"{target.name} toolchain not here: {probe.detail}")
         assert runnable_precisions and set(runnable_precisions) <= set(target.precisions)
         for precision in runnable_precisions:
+            (tmp_path / precision).mkdir(parents=True)
             req = tiny_request(tmp_path / precision, precision=precision, options=target_options)
             result = target.convert(req)
             for rel in result.files.values():
@@ -193,7 +199,9 @@ class TargetContract:
             with target.open(Artifact.load(req.out_dir), options=req.options) as runner:
                 assert isinstance(runner, Runner)
                 assert req.reference_inputs is not None
-                check_round_trip(runner, req.onnx_path, req.reference_inputs, precision)
+                diffs = check_round_trip(runner, req.onnx_path, req.reference_inputs, precision)
+            print(f"\n{target.name} {precision} vs the source on onnxruntime: max rel "
+                  f"{max(d.max_rel for d in diffs):.2e}, cosine {min(d.cosine_min for d in diffs):.6f}")
 
 
 # -- model plugins ------------------------------------------------------------------------------
@@ -265,7 +273,8 @@ class ModelContract:
         json.dumps(pred)
         if model.task == "classification":
             top = pred["top_k"]
-            assert [t["index"] for t in top[:2]] == [WINNER, RUNNER_UP]
+            assert [t["index"] for t in top[:2]] == [WINNER, RUNNER_UP], \
+                f"top classes {[t['index'] for t in top]}: the logits rank {WINNER} first, {RUNNER_UP} second"
             assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
         else:
             assert pred["people"], "a person on the blob"
@@ -273,7 +282,7 @@ class ModelContract:
             kp = np.asarray(best["keypoints"], np.float64)
             assert kp.shape == (17, 3) and (kp[:, 2] > 0).all()
             error = float(np.hypot(kp[:, 0] - blob[0], kp[:, 1] - blob[1]).max())
-            assert error <= 0.03 * max(height, width), f"keypoints {error:.1f} px from the blob"
+            assert error <= 0.02 * max(height, width), f"keypoints {error:.1f} px from the blob"
         drawn = model.draw(image, pred)
         assert drawn.shape == image.shape and drawn.dtype == np.uint8
 

@@ -1,11 +1,14 @@
 """Deterministic weights from a key -> shape manifest, for tests without checkpoints.
 
-The rules match the project's reference generator bit for bit (tests/test_seeded.py checks
-this): each tensor gets its own ``torch.Generator`` seeded with ``crc32(key) + seed``; normals
-come from Box-Muller over float64 uniforms (identical on every CPU); conv/linear weights are
-N(0, 1/fan_in), other 1-d tensors N(0, 0.01); a ``.weight``/``.bias`` whose prefix also has a
-``running_mean``/``running_var`` is a BatchNorm: weight U(0.5, 1.5), bias N(0, 0.1),
-running_mean N(0, 0.1), running_var U(0.5, 1.5), num_batches_tracked 0 (int64).
+The rules match, bit for bit, the generator the official reference outputs in
+tests/fixtures/ref/ were made with (``seeded_weights.py --seed 0`` in their meta): the plugins'
+PyTorch modules reproduce those outputs from these weights (DEKR's heatmap exactly, in
+plugins/dekr/tests/test_dekr_export.py). Each tensor gets its own ``torch.Generator`` seeded
+with ``crc32(key) + seed``; normals come from Box-Muller over float64 uniforms (identical on
+every CPU); conv/linear weights are N(0, 1/fan_in), other 1-d tensors N(0, 0.01); a
+``.weight``/``.bias`` whose prefix also has a ``running_mean``/``running_var`` is a BatchNorm:
+weight U(0.5, 1.5), bias N(0, 0.1), running_mean N(0, 0.1), running_var U(0.5, 1.5),
+num_batches_tracked 0 (int64).
 """
 from __future__ import annotations
 

@@ -26,8 +26,9 @@ def shaped_checkpoint(keys: dict[str, list[int]]) -> "OrderedDict[str, torch.Ten
 
 
 def official_to_mmpretrain(sd: "OrderedDict[str, torch.Tensor]") -> "OrderedDict[str, torch.Tensor]":
-    """The mmpretrain ImageClassifier layout of an official state_dict, written from the naming
-    rules of models-classification.md section 3 (independently of the plugin's loader): the
+    """The mmpretrain ImageClassifier layout of an official state_dict, written from
+    mmpretrain's HRNet naming (backbone under ``backbone.``, the incre/downsamp/final layers under
+    ``neck.0.``, the classifier as ``head.fc.``; independently of the plugin's loader): the
     four head conv biases are folded into the following BN's running_mean, which is exact."""
     head_bias = {"downsamp_modules.0.0.bias", "downsamp_modules.1.0.bias",
                  "downsamp_modules.2.0.bias", "final_layer.0.bias"}

@@ -282,10 +282,16 @@ def test_missing_file(spec, meta_model, tmp_path):
 
 def test_foreign_objects_are_never_imported_or_called(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = tmp_path / "evil.pth"
+    path = tmp_path / "trainer.pth"
     weights = OrderedDict(conv=torch.arange(6.0).reshape(2, 3))
-    torch.save({"state_dict": weights, "payload": Exploit(), "hub": TrainerState()}, path)
+    torch.save({"state_dict": weights, "hub": TrainerState()}, path)
     sd, notes = read_state_dict(path)
-    assert not (tmp_path / "hrnet_cls_pwned").exists()
     assert list(sd) == ["conv"] and torch.equal(sd["conv"], weights["conv"])
     assert notes == ["'state_dict' wrapper"]
+    # a call to anything else refuses the whole file, before anything in it runs
+    torch.save({"state_dict": weights, "payload": Exploit(), "hub": TrainerState()}, path)
+    with pytest.raises(WeightsError) as exc:
+        read_state_dict(path)
+    assert not (tmp_path / "hrnet_cls_pwned").exists()
+    assert _errmsg(exc) == ("trainer.pth is not a tensor checkpoint: it contains a call to os.system "
+                            "(refused; nothing in it was run)")

@@ -80,7 +80,7 @@ def seeded_m(manifest: Callable[[str], dict[str, Any]]) -> "OrderedDict[str, tor
 
 @pytest.fixture(scope="session")
 def reference_input() -> torch.Tensor:
-    """The input of the reference statistics in models-classification.md section 7."""
+    """The input the timm reference statistics were recorded on (test_architecture.py)."""
     gen = torch.Generator().manual_seed(1234)
     return torch.randn(2, 3, 224, 224, generator=gen)
 

@@ -40,8 +40,8 @@ def test_seeded_weights_load_strictly(variant, manifest, built):
 
 
 def test_reproduces_timm_statistics_on_seeded_weights(logits_m):
-    """models-classification.md section 7: timm tresnet_m, seed-0 weights, N(0,1) input from
-    torch.Generator(1234): logits std 1.17, |max| 3.57, std of the sample difference 0.010,
+    """Statistics recorded from timm's tresnet_m with the seed-0 weights on the N(0,1) input
+    of torch.Generator(1234) (``reference_input``): logits std 1.17, |max| 3.57, std of the sample difference 0.010,
     argmax 332 for both samples. A zero-padded blur gives std 1.15 and LeakyReLU 0.01 in the
     blocks |max| 3.55, so these figures do tell the flavours apart."""
     y = logits_m

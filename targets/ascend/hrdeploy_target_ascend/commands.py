@@ -43,9 +43,13 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "null")
 MAX_GEARS = 100  # ATC's limit for each of the three gear options
 
 # "310P3", "Ascend310P3", "ascend 910b3", "Ascend 910A" (npu-smi -m)
-_SOC = re.compile(r"^\s*(?:ascend)?\s*(\d{3}[0-9a-z]*)\s*$", re.IGNORECASE)
+# the Atlas A3 names ("Ascend910_9391": Chip Name _ NPU Name) carry an underscore
+_SOC = re.compile(r"^\s*(?:ascend)?\s*(\d{3}[0-9a-z_]*)\s*$", re.IGNORECASE)
 #: npu-smi -m prints internal names for some chips; the same box's table view says 310
 _CODENAMES = {"minid": "310"}
+#: the --soc_version values that are not all upper case after "Ascend" (torch_npu's
+#: socVersionMap spells them so; ATC matches the name exactly, "Ascend910PROB" is unknown)
+_MIXED_CASE_SOCS = ("Ascend910ProA", "Ascend910ProB", "Ascend910PremiumA")
 
 
 def normalise_soc(name: str) -> str:
@@ -61,7 +65,8 @@ def normalise_soc(name: str) -> str:
     if not m:
         raise UserError(f"{name!r} is not an Ascend SoC name",
                         "pass --soc like Ascend310P3 (\"Ascend\" + the Name column of npu-smi info)")
-    return "Ascend" + m.group(1).upper()
+    soc = "Ascend" + m.group(1).upper()
+    return next((known for known in _MIXED_CASE_SOCS if known.upper() == soc.upper()), soc)
 
 
 def precision_mode_for(precision: str, override: str | None = None) -> str:
@@ -121,6 +126,12 @@ def _dims(spec: InputSpec, batch: str, height: str, width: str) -> str:
     return ",".join(letters[c] for c in layout)
 
 
+def onnx_input_format(spec: InputSpec) -> str:
+    """ATC's --input_format for an ONNX input: NCHW, ND or NCDHW are all it accepts for ONNX
+    ("only support NCHW, ND, NCDHW in ONNX model"), so any other layout is ND (any format)."""
+    return "NCHW" if (spec.layout or "NCHW").upper() == "NCHW" else "ND"
+
+
 def plan_atc(spec: InputSpec, batch_sizes: Sequence[int], precision: str, soc: str, *,
              onnx: str = "source.onnx", prefix: str = "model", log_level: str = "error",
              batch_mode: str = "dynamic", aipp: str | None = None,
@@ -145,6 +156,8 @@ def plan_atc(spec: InputSpec, batch_sizes: Sequence[int], precision: str, soc: s
                         "ATC needs fixed shapes: the model plugin must list gears for it")
     if len(sizes) > MAX_GEARS:
         raise UserError(f"{len(sizes)} size gears; ATC accepts at most {MAX_GEARS}")
+    if aipp is not None and onnx_input_format(spec) != "NCHW":
+        raise UserError(f"AIPP needs an NCHW input; this model's input is {spec.layout}", "convert without --aipp")
     if aipp is not None and len(sizes) > 1:
         raise UserError("AIPP cannot be combined with size gears (ATC refuses --insert_op_conf with "
                         "--dynamic_dims)", "convert without --aipp")
@@ -174,7 +187,7 @@ def plan_atc(spec: InputSpec, batch_sizes: Sequence[int], precision: str, soc: s
         else:
             h, w = sizes[0]
             shape = _dims(spec, batch_dim, str(h), str(w))
-            argv += [f"--input_format={spec.layout.upper()}", f"--input_shape={name}:{shape}"]
+            argv += [f"--input_format={onnx_input_format(spec)}", f"--input_shape={name}:{shape}"]
             if batch_dim == "-1":
                 argv.append("--dynamic_batch_size=" + ",".join(map(str, batches)))
                 dynamic = "batch"

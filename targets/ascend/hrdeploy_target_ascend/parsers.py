@@ -1,5 +1,5 @@
 """Parsers for what the Ascend tools print. Tested on every recorded output in
-tests/fixtures/toolchains/ (npu-smi_info_*, ais_bench_*); formats in toolchains.md section 1.
+tests/fixtures/toolchains/ (npu-smi_info_*, ais_bench_*), which show the formats.
 """
 from __future__ import annotations
 

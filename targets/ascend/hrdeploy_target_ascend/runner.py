@@ -1,6 +1,6 @@
 """Runs a compiled .om through ais_bench's Python API (``InferSession``).
 
-Traps handled here (toolchains.md 1b): feeds are a *list* in input order, not a dict; the
+Traps handled here: feeds are a *list* in input order, not a dict; the
 dynamic-mode names differ between builds (``dymbatch`` in the code, ``dynbatch`` in some docs),
 so they are read from ``session.infer_mode_switch`` when it exists and retried on "wrong
 infer_mode" otherwise; in a dynamic mode the array shape selects the gear, so a batch is padded

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from hrdeploy.normalise import Normalisation
 from hrdeploy.plan import (SOURCE_ONNX, execute_plan, flag, from_plan_hint, load_plan, option_values, place_source,
                            plan_files, plan_header, planned_note, stored_plan, write_plan, write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+from hrdeploy.toolrun import MEASURE_TIMEOUT, run_tool
 
 from . import probe as probe_mod
 from .commands import ATC, LOG_LEVELS, SET_ENV, AtcPlan, ais_bench_argv, aipp_config, aipp_normalisation, plan_atc
@@ -228,9 +228,9 @@ class AscendTarget(Target):
         folder = artifact.folder
         by_batch = conv.get("om_by_batch") or {}
         if by_batch:
-            om = {int(b): folder / name for b, name in by_batch.items()}
+            om = {int(b): artifact.inside(name, "conversion.om_by_batch") for b, name in by_batch.items()}
         else:
-            om = {None: folder / artifact.manifest.get("files", {}).get("model", "model.om")}
+            om = {None: artifact.inside(artifact.manifest.get("files", {}).get("model", "model.om"), "files.model")}
         missing = [p.name for p in om.values() if not p.is_file()]
         if missing:
             # a dry-run plan whose .om files were never built here
@@ -325,7 +325,8 @@ class AscendTarget(Target):
         argv = ais_bench_argv(python, str(om), loop=loop, batch=batch, device=device_id, output=str(tmp),
                               dirname=dirname)
         argv += dyn
-        proc = subprocess.run(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = run_tool(argv, step=f"ais_bench batch {batch}", timeout=MEASURE_TIMEOUT, tool_hint=RUNTIME_HINT,
+                        timeout_hint="lower --seconds")
         if proc.returncode != 0:
             tail = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()][-1:] or [""]
             raise UserError(f"ais_bench failed with exit code {proc.returncode} at batch {batch}: {tail[0][:200]}")

@@ -160,22 +160,45 @@ def calibration_step(name: str, stage: Stage, chip: str, count: int, method: str
                 note=f"INT8 thresholds from {count} preprocessed calibration tensors ({method})")
 
 
+#: model_deploy's own similarity floors (cosine,euclidean; tpu_mlir 1.30 model_deploy.py):
+#: --tolerance for the tpu MLIR against the top MLIR, per --quantize ...
+TOLERANCE_FLOORS = {"F32": "0.99,0.99", "F16": "0.99,0.90", "BF16": "0.99,0.90", "INT8": "0.90,0.80"}
+#: ... and --correctness for the bmodel against the tpu MLIR (lower with a quantize table)
+CORRECTNESS_FLOOR, CORRECTNESS_FLOOR_QTABLE = "0.99,0.90", "0.98,0.80"
+#: what model_deploy is given instead: it aborts before writing the bmodel when a floor is
+#: missed, so hrdeploy lets it finish, judges the printed figures against the floors above
+#: itself (recorded as the toolchain's verdict) and leaves the decision to one parity policy
+RECORD_ONLY_FLOOR = "0,0"
+
+
+def similarity_floors(quantize: str, qtable: bool, tolerance: str | None = None) -> dict[str, str]:
+    """The floors TPU-MLIR would apply, by the compared file's reference: ``top`` (tpu MLIR vs
+    top MLIR: ``--tolerance``, or the user's ``tolerance`` option) and ``tpu`` (bmodel vs tpu
+    MLIR: ``--correctness``)."""
+    return {"top": tolerance or TOLERANCE_FLOORS.get(quantize, "0.99,0.99"),
+            "tpu": CORRECTNESS_FLOOR_QTABLE if qtable else CORRECTNESS_FLOOR}
+
+
 def deploy_step(name: str, stage: Stage, chip: str, quantize: str, index: int,
                 calibration: str | None = None, qtable: bool = False, tolerance: str | None = None) -> Step:
     """model_deploy writes the bmodel and its side files (``.json``, ``.profile`` and a
-    ``<stem>/`` context folder from its cmodel check) in the stage's work dir."""
+    ``<stem>/`` context folder from its cmodel check) in the stage's work dir. Its similarity
+    figures are judged by hrdeploy against :func:`similarity_floors` (see RECORD_ONLY_FLOOR)."""
     up = _up(stage.workdir)
     argv = ["model_deploy", "--mlir", f"{name}.mlir", "--quantize", quantize, "--chip", chip]
     if calibration:
         argv += ["--calibration_table", calibration]
     if qtable:
         argv += ["--quantize_table", f"{up}/{QTABLE}"]
-    argv += ["--test_input", f"{name}_in_f32.npz", "--test_reference", f"{name}_top_outputs.npz"]
-    if tolerance:
-        argv += ["--tolerance", tolerance]
+    argv += ["--test_input", f"{name}_in_f32.npz", "--test_reference", f"{name}_top_outputs.npz",
+             "--tolerance", RECORD_ONLY_FLOOR, "--correctness", RECORD_ONLY_FLOOR]
     argv += ["--model", stage_bmodel(name, stage)]
+    floors = similarity_floors(quantize, qtable, tolerance)
     return Step("model_deploy", argv, stage.workdir, f"logs/{index:02d}_model_deploy_{stage.key}.log", stage,
-                note=f"{quantize} bmodel for {chip}, validated on the cmodel against the MLIR", parses_compare=True)
+                note=(f"{quantize} bmodel for {chip}, validated on the cmodel against the MLIR; its similarity "
+                      f"figures are judged by hrdeploy against TPU-MLIR's floors (tolerance {floors['top']}, "
+                      f"correctness {floors['tpu']}) so that a miss keeps the bmodel"),
+                parses_compare=True)
 
 
 def stage_bmodel(name: str, stage: Stage) -> str:

@@ -12,6 +12,7 @@ from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.plan import execute_plan, from_plan_hint, load_plan, option_values
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+from hrdeploy.toolrun import MEASURE_TIMEOUT, run_tool
 
 from . import commands as C
 from . import conversion
@@ -127,7 +128,7 @@ class SophonTarget(Target):
 
         m = artifact.manifest
         name = (m.get("files") or {}).get("model", C.BMODEL)
-        if not (artifact.folder / name).is_file() and (artifact.folder / "plan.json").is_file():
+        if not artifact.inside(name, "files.model").is_file() and (artifact.folder / "plan.json").is_file():
             raise UserError(f"{artifact.path} has no compiled bmodel yet", from_plan_hint(TOOLKIT))
         bmodel = artifact.file("model")
         assert bmodel is not None
@@ -203,8 +204,9 @@ class SophonTarget(Target):
 
     @staticmethod
     def _bmrt(argv: list[str]) -> str:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-        text = proc.stdout + proc.stderr
+        proc = run_tool(argv, step="bmrt_test", timeout=MEASURE_TIMEOUT, tool_hint=INSTALL_HINT,
+                        timeout_hint="lower --seconds")
+        text = proc.stdout
         if proc.returncode != 0:
             raise UserError(f"bmrt_test failed (exit {proc.returncode}): {_last_line(text)}")
         return text

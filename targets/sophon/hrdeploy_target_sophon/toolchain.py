@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hrdeploy.errors import UserError
+from hrdeploy.toolrun import COMPILE_TIMEOUT, run_tool
 
 TPU_MLIR_VERSION = "1.30.2"
 PYTHON_VERSION = "3.10"
@@ -210,17 +211,13 @@ def _stream(argv: list[str], logfile: Path, log: Log, echo: tuple[str, ...] = ()
             env: dict[str, str] | None = None) -> int:
     """Run a command with its output appended to ``logfile``; lines starting with ``echo``
     prefixes are also passed to ``log`` so a long pip run shows progress."""
-    with open(logfile, "a", encoding="utf-8") as fh:
-        fh.write(f"\n$ {' '.join(argv)}\n")
-        fh.flush()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, **(env or {})})
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            if echo and line.lstrip().startswith(echo):
-                log("  " + line.strip()[:150])
-        return proc.wait()
+    def show(line: str) -> None:
+        if echo and line.lstrip().startswith(echo):
+            log("  " + line.strip()[:150])
+
+    return run_tool(argv, step=" ".join([Path(argv[0]).name, *argv[1:3]]), log=logfile, append=True,
+                    env={**os.environ, **(env or {})}, timeout=COMPILE_TIMEOUT, on_line=show,
+                    timeout_hint="check the network, then re-run 'hrdeploy toolchain install sophon'").returncode
 
 
 def _folder_size(path: Path) -> int:
@@ -269,10 +266,10 @@ def install_toolchain(python: str | None, log: Log, home: Path | None = None,
     aside = pkg / "lib" / "third_party" / GLIBC_ASIDE
     moved_now = sorted(p.name for p in aside.iterdir()) if aside.is_dir() else moved
     log("checking that the tools start (model_deploy -V)")
-    check = subprocess.run([str(venv / "bin" / "model_deploy"), "-V"], capture_output=True, text=True,
-                           env={**os.environ, "PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")])})
-    if check.returncode != 0 or "v" not in check.stdout + check.stderr:
-        tail = (check.stdout + check.stderr).strip().splitlines()[-1:] or [""]
+    check = run_tool([str(venv / "bin" / "model_deploy"), "-V"], step="model_deploy -V", timeout=600,
+                     env={**os.environ, "PATH": os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")])})
+    if check.returncode != 0 or "v" not in check.stdout:
+        tail = check.stdout.strip().splitlines()[-1:] or [""]
         raise UserError(f"TPU-MLIR is installed but model_deploy does not start: {tail[0][:200]}; log: {logfile}")
     versions = _versions(vpy)
     state = {
@@ -284,7 +281,7 @@ def install_toolchain(python: str | None, log: Log, home: Path | None = None,
         "installed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "install_seconds": round(time.perf_counter() - t0, 1),
         "size_bytes": _folder_size(venv),
-        "model_deploy_version": (check.stdout + check.stderr).strip().splitlines()[-1][:120],
+        "model_deploy_version": check.stdout.strip().splitlines()[-1][:120],
     }
     from hrdeploy.io import atomic_write_json
 

@@ -154,6 +154,21 @@ def test_classifier_int8_on_the_simulator_stays_close(classifier: Path, imagenet
     print(f"\nsmall classifier, bm1684x int8 on the cmodel vs onnxruntime fp32, 5 images: min cosine {cosine:.5f}, "
           f"{cmp['task']['text']}")
     assert cmp["inputs"] == 5 and cosine >= 0.99 and cmp["passed"]
+    assert m["parity"]["toolchain"]["passed"] is True and m["parity"]["toolchain"]["verdicts"] >= 2
+
+    # one parity policy: a TPU-MLIR floor that int8 cannot meet is recorded and, when asked
+    # for, decisive — the bmodel is kept either way (the tool itself would have stopped)
+    strict = work / "cls.bm1684x.int8.strict"
+    res = run_cli("convert", classifier, "--target", "sophon", "--chip", "bm1684x", "--precision", "int8",
+                  "--calib", calib, "--calib-count", "8", "--set", "tolerance=0.999999,0.9999",
+                  "--toolchain-verdict", "decide", "-o", strict)
+    assert res.code == 1, res
+    assert "toolchain verdict:" in res.out and "decisive" in res.out
+    assert "breaches the toolchain's own similarity floor (artifact kept" in res.err
+    m = json.loads((strict / "manifest.json").read_text())
+    assert (strict / "model.bmodel").is_file() and m["parity"]["status"] == "failed"
+    assert m["parity"]["passed"] is True  # hrdeploy's own int8 tolerance holds
+    assert m["parity"]["toolchain"]["failed"] and m["parity"]["toolchain"]["decisive"] is True
 
 
 def test_pose_fp32_on_the_simulator_agrees_with_onnxruntime(work: Path, run_cli: Any) -> None:

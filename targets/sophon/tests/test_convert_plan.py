@@ -2,6 +2,7 @@
 every command and write the inputs the tools would read; no TPU-MLIR process is started."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,33 @@ def test_probe_on_a_bare_machine(no_sophon: None) -> None:
 
 def test_bench_native_without_device_is_none(no_sophon: None, tmp_path: Path) -> None:
     assert T.SophonTarget().bench_native(_artifact(tmp_path), [1], 1.0) is None
+
+
+def _record_only(text: str, reference: str) -> str:
+    """The same compare as model_deploy prints it when given RECORD_ONLY_FLOOR: every tensor
+    passes the tool's own floor, the figures are unchanged."""
+    text = re.sub(r"--tolerance \S+", f"--tolerance {C.RECORD_ONLY_FLOOR}", text)
+    text = text.replace("NOT_SIMLIAR [FAILED]", "SIMILAR [PASSED]").replace("npz compare FAILED", "npz compare PASSED")
+    return text.replace("tiny_top.npz", reference)
+
+
+def test_deploy_figures_are_judged_against_tpu_mlirs_floors_and_recorded_not_raised(tmp_path: Path) -> None:
+    failed = (DATA / "tpu_mlir_1.30.2_model_deploy_npz_compare_failed.txt").read_text()
+    text = _record_only(failed, "tiny_top_outputs.npz")  # cosine 0.999983, euclidean 0.991461
+    checks: list[dict[str, Any]] = []
+    CV.verdicts(_step(), subprocess.CompletedProcess([], 0, text, ""), tmp_path, checks,
+                C.similarity_floors("F32", qtable=False))  # 0.99,0.99 against the top MLIR: met
+    assert checks[0]["passed"] is True and checks[0]["tolerance"] == "0.99,0.99"
+    checks = []
+    CV.verdicts(_step(), subprocess.CompletedProcess([], 0, text, ""), tmp_path, checks,
+                C.similarity_floors("INT8", qtable=False, tolerance="0.9999,0.995"))
+    (c,) = checks
+    assert c["passed"] is False and c["failed"] == ["logits_Gemm"] and c["tolerance"] == "0.9999,0.995"
+    assert "FAILED (floor cosine,euclidean 0.9999,0.995; min cosine 0.999983, euclidean 0.991461)" in c["text"]
+
+
+def test_deploy_steps_let_model_deploy_finish_and_name_the_floors_they_judge_by() -> None:
+    step = C.deploy_step("net", C.Stage(1, 32, 32), "bm1684x", "INT8", 3, calibration="cal", qtable=True)
+    assert opt(step.argv, "--tolerance") == C.RECORD_ONLY_FLOOR == opt(step.argv, "--correctness")
+    assert "tolerance 0.90,0.80, correctness 0.98,0.80" in step.note
+    assert C.similarity_floors("F32", False) == {"top": "0.99,0.99", "tpu": "0.99,0.90"}

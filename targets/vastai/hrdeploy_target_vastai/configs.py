@@ -4,8 +4,7 @@ the old runstream model_info JSON, and the vamp command line.
 
 Sources: VastModelZOO (current ``build_in/build/*.yaml`` + ``build_in/vdsp_params/*.json``;
 history 92838c2/e80760b ``vacc_code/build/*.yaml`` + ``vacc_code/vdsp_params/*.json`` +
-``model_info_*.json``), seed 003 (``vamc build``, ``vamp -m ... -i 1 -p 1 -b 1``), toolchains.md
-section 3.
+``model_info_*.json``), seed 003 (``vamc build``, ``vamp -m ... -i 1 -p 1 -b 1``).
 
 Decisions: one build per input shape at batch 1 (the runtime batches: ``vsx.Model(prefix,
 batch)``, ``vamp -b``), one build per size gear; no softmax appended unless asked (hrdeploy's

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ from hrdeploy.plan import (PLAN_FILE, SOURCE_ONNX, execute_plan, flag, from_plan
                            option_values, place_source, plan_files, plan_header, planned_note, stored_plan, write_plan,
                            write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+from hrdeploy.toolrun import MEASURE_TIMEOUT, run_tool
 
 from . import probe as probe_mod
 from .configs import (GENERATIONS, QUANT_MODES, SETUP_HINT, VAMC, VAMP, CalibSet, cmd, model_info, output_prefix,
@@ -258,7 +258,7 @@ class VastaiTarget(Target):
             conv = {"generation": doc["generation"], "builds": doc["builds"]}
         builds = conv["builds"]
         for b in builds:
-            if not any((artifact.folder / (b["prefix"] + s)).is_file() for s in MODEL_SUFFIXES):
+            if not any(artifact.inside(b["prefix"] + s, "a build prefix").is_file() for s in MODEL_SUFFIXES):
                 raise UserError(f"{artifact.path} has no compiled model ({b['prefix']}.*)", from_plan_hint("vamc"))
         return conv, builds
 
@@ -277,9 +277,10 @@ class VastaiTarget(Target):
         outputs = list(artifact.manifest.get("outputs") or [])
 
         def make(b: dict[str, Any]) -> VastaiRunner:
-            return VastaiRunner(artifact.folder / b["prefix"], dev, input_name=spec.name, output_names=outputs,
+            return VastaiRunner(artifact.inside(b["prefix"], "a build prefix"), dev, input_name=spec.name,
+                                output_names=outputs,
                                 size=tuple(b["size"]), channels=spec.channels, batch=batch, input_mode=mode,
-                                vdsp_json=artifact.folder / b["vdsp_params"],
+                                vdsp_json=artifact.inside(b["vdsp_params"], "a build's vdsp_params"),
                                 preprocess=Preprocess.from_dict(b["preprocess"]),
                                 label_extra=f"{conv.get('dtype') or artifact.precision}")
         if len(builds) == 1:
@@ -306,8 +307,8 @@ class VastaiTarget(Target):
                 argv = vamp_argv(build["prefix"], build["vdsp_params"], batch=int(b), instances=instances,
                                  device=dev, shape_chw=[artifact.input.channels, h, w], iterations=iterations)
                 argv[0] = vamp
-                proc = subprocess.run(argv, cwd=artifact.folder, text=True, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
+                proc = run_tool(argv, step=f"vamp batch {b}", cwd=artifact.folder, timeout=MEASURE_TIMEOUT,
+                                tool_hint=SETUP_HINT, timeout_hint="lower --seconds or --set iterations=N")
                 if proc.returncode != 0:
                     tail = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()][-1:] or [""]
                     raise UserError(f"vamp failed with exit code {proc.returncode} at batch {b}: {tail[0][:200]}")

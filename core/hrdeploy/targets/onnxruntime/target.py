@@ -66,7 +66,8 @@ class OnnxRuntimeTarget(Target):
 
     def _fp32(self, request: ConvertRequest, out: Path) -> dict[str, Any]:
         self._optimise(request.onnx_path, out)
-        return {"graph_optimisation": "ORT_ENABLE_EXTENDED offline, ORT_ENABLE_ALL at load"}
+        return {"graph_optimisation": "ORT_ENABLE_EXTENDED offline, ORT_ENABLE_ALL at load",
+                "summary": "the source graph optimised offline by onnxruntime (ORT_ENABLE_EXTENDED)"}
 
     def _fp16(self, request: ConvertRequest, out: Path) -> dict[str, Any]:
         import onnx

@@ -45,6 +45,7 @@ import sys
 from pathlib import Path
 
 import ascend_fakeom as fom
+from hrdeploy.testing.onnxwire import onnx_inputs
 
 START = "ATC start working now, please wait for a moment."
 FAILED = "ATC run failed, Please check the detail log, Try 'atc --help' for more information"
@@ -76,12 +77,13 @@ STRING = {
 FLAG_TYPES = {**{k: "string" for k in STRING}, **{k: "int32" for k in INT32}, **{k: "bool" for k in BOOL}}
 _TRUE, _FALSE = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
 
-#: --soc_version values: the names of CANN's platform_config/*.ini files (one per SoC)
-SOCS = {"Ascend310", "Ascend310B1", "Ascend310B2", "Ascend310B3", "Ascend310B4", "Ascend310P1", "Ascend310P3",
-        "Ascend310P5", "Ascend310P7", "Ascend610", "Ascend610Lite", "Ascend910", "Ascend910A", "Ascend910B",
-        "Ascend910ProA", "Ascend910ProB", "Ascend910PremiumA", "Ascend910B1", "Ascend910B2", "Ascend910B2C",
-        "Ascend910B3", "Ascend910B4", "Ascend910B4-1", "Ascend910_9391", "Ascend910_9392", "Ascend910_9381",
-        "Ascend910_9382", "Ascend910_9372", "Ascend910_9362"}
+#: --soc_version values ATC has a platform config for: torch_npu's socVersionMap
+#: (torch_npu/csrc/core/npu/NpuVariables.cpp, the same names), Ascend310 (ATC's page:
+#: "Ascend310", "Ascend310P*", "Ascend910*") and the Atlas A3 names ("Chip Name_NPU Name")
+SOCS = {"Ascend310", "Ascend310P1", "Ascend310P2", "Ascend310P3", "Ascend310P4", "Ascend310B1", "Ascend310B2",
+        "Ascend310B3", "Ascend310B4", "Ascend910PremiumA", "Ascend910ProA", "Ascend910A", "Ascend910ProB",
+        "Ascend910B", "Ascend910B1", "Ascend910B2", "Ascend910B2C", "Ascend910B3", "Ascend910B4",
+        "Ascend910_9391", "Ascend910_9392", "Ascend910_9381", "Ascend910_9382", "Ascend910_9372", "Ascend910_9362"}
 PRECISION = ("force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_mix_precision", "allow_fp32_to_fp16",
              "must_keep_origin_dtype", "allow_mix_precision_fp16", "allow_mix_precision_bf16", "allow_fp32_to_bf16",
              "force_lowerprecision")
@@ -370,8 +372,8 @@ def check(opts: dict[str, str]) -> dict:
         raise AtcError("E10022", f"Path [{output}] for parameter [--output] does not include the file name.")
     check_soc(opts)
     try:
-        inputs = fom.onnx_inputs(model.read_bytes())
-    except (StopIteration, ValueError, IndexError, UnicodeDecodeError):
+        inputs = onnx_inputs(model)
+    except ValueError:
         raise AtcError("E10041", f"Failed to load the model from [{model}].") from None
     check_against_model(shapes, inputs, opts.get("input_shape", ""))
     # with no --input_shape the model's own (static) shape is used

@@ -2,7 +2,7 @@
 profilers do, checks the model prefix, the vdsp_params JSON and the shape against the model's
 input, then prints a report in the recorded vamp formats.
 
-The options: vamp's documented ones (toolchains.md §3c; VastModelZOO's docs and the vamp_2.1.0
+The options: vamp's documented ones (VastModelZOO's docs and the vamp_2.1.0
 capture in tests/fixtures/toolchains): ``-m``, ``--vdsp_params``, ``-i``/``--instance``,
 ``-p``/``--processes``, ``-b``/``--batch_size``, ``-d``, ``-s``, ``--iterations``, ``--datalist``,
 ``--path_output``, ``--percentiles``, ``--forward_mode``, ``--dtype``, ``-t``, ``-f``. The long

@@ -3,7 +3,7 @@ documented commands and options and prints the recorded capture (FAKE_VASMI,
 tests/fixtures/toolchains/vasmi_getcardmode_getfreq_VA1-16G.txt): ``getcardmode`` its card-mode
 block, ``getfreq`` its clock block.
 
-Documented (toolchains.md §3d, VastModelZOO's deploy guides, VastAI scripts that call it):
+Documented (VastModelZOO's deploy guides, VastAI scripts that call it):
 queries ``list``, ``getcardmode``, ``getfreq``, ``getmem``, ``summary``, ``getpwr``, ``gettemp``,
 ``getvideomulticore``; setters ``setcardmode``, ``setconfig``, ``setvideomulticore``; options
 ``-d <device ids>`` and ``-i <die ids>`` (``0`` or ``0,1``) and ``--display-format=json``.

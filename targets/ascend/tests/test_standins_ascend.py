@@ -1,6 +1,7 @@
-"""The stand-in atc is as strict as ATC: unknown or misspelled options, values ATC refuses and
-shapes that do not fit the ONNX input are refused with ATC's message and a non-zero exit, and
-every command the target generates (pinned against the seeds in test_commands.py) is accepted."""
+"""The Ascend stand-ins are as strict as the tools: atc refuses unknown or misspelled options,
+values ATC refuses and shapes that do not fit the ONNX input with ATC's message and a non-zero
+exit, and accepts every command the target generates (pinned against the seeds in
+test_commands.py); npu-smi answers only its documented queries."""
 from __future__ import annotations
 
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hrdeploy.errors import UserError
 from hrdeploy.model import InputSpec
 from hrdeploy.testing.standins import tiny_onnx
 from hrdeploy_target_ascend.commands import (KNOWN_PRECISION_MODES, LOG_LEVELS, aipp_config, aipp_normalisation,
@@ -110,7 +112,7 @@ def test_a_flag_without_its_value_is_refused(work: Path) -> None:
     ({"model": None}, "E10004", ("[--model]",)),
     ({"model": "missing.onnx"}, "E10001", ("[--model]",)),
     ({"output": None}, "E10004", ("[--output]",)),
-    ({"soc_version": "Ascend310P4"}, "E10001", ("[Ascend310P4]", "[--soc_version]")),
+    ({"soc_version": "Ascend310P9"}, "E10001", ("[Ascend310P9]", "[--soc_version]")),
     ({"soc_version": "310P3"}, "E10001", ("[--soc_version]",)),
     ({"precision_mode": "fp16"}, "E10001", ("[--precision_mode]",)),
     ({"precision_mode": "force_fp16", "precision_mode_v2": "fp16"}, "E10047", ("mutually exclusive",)),
@@ -198,17 +200,22 @@ PLANS = {
     "gears-and-batches": (GEARS_ANY_BATCH, [1, 2], {}),
     "fp32": (HRNET, [1], {"precision": "fp32"}),
     "aipp": (HRNET, [1, 2], {"aipp": True}),
+    # an NHWC input: ATC takes NCHW, ND or NCDHW for ONNX, so it is described as ND
+    "nhwc": (InputSpec(name="image", channels=3, height=16, width=24, layout="NHWC"), [1, 2], {}),
     **{f"log-{lv}": (HRNET, [1], {"log_level": lv}) for lv in LOG_LEVELS},
     **{f"precision-{pm}": (HRNET, [1], {"precision_mode": pm}) for pm in KNOWN_PRECISION_MODES},
     **{f"soc-{name}": (HRNET, [1], {"soc": name}) for name in ("310", "310P3", "Ascend 910A", "910B3", "310B1",
-                                                                "MiniD")},
+                                                                "MiniD", "910ProB", "Ascend910PremiumA",
+                                                                "Ascend910_9391")},
 }
 
 
 def exported_dims(spec: InputSpec) -> tuple:
-    """The input dims hrdeploy's export writes: a name where it asks for a dynamic axis."""
+    """The input dims hrdeploy's export writes (in the input's layout): a name where it asks
+    for a dynamic axis."""
     h, w = spec.fixed_size or ("height", "width")
-    return (spec.batch if isinstance(spec.batch, int) else "batch", spec.channels, h, w)
+    dims = {"N": spec.batch if isinstance(spec.batch, int) else "batch", "C": spec.channels, "H": h, "W": w}
+    return tuple(dims[c] for c in spec.layout.upper())
 
 
 @pytest.mark.parametrize("case", sorted(PLANS))
@@ -231,3 +238,36 @@ def test_every_generated_command_is_accepted(ascend_env, tmp_path: Path, case: s
         assert header["dynamic_batch_size"] == (plan.batch_sizes if plan.dynamic == "batch" else None)
         assert header["dynamic_dims"] == (plan.gears if plan.dynamic == "dims" else None)
         assert header["soc"] == normalise_soc(soc) and (header["aipp"] is not None) == (aipp is not None)
+
+
+# ---------------------------------------------------------------- bugs the strict stand-in found
+def test_mixed_case_soc_names_keep_their_spelling(work: Path) -> None:
+    # npu-smi's Name column says 910ProB; ATC knows Ascend910ProB only, not Ascend910PROB
+    assert normalise_soc("910ProB") == "Ascend910ProB" and normalise_soc("ascend910premiuma") == "Ascend910PremiumA"
+    assert normalise_soc("Ascend910_9391") == "Ascend910_9391"
+    assert_refused(atc(work, *base(soc_version="Ascend910PROB")), work, "E10001", "[--soc_version]")
+
+
+def test_an_nhwc_input_is_described_as_nd_and_refused_with_aipp() -> None:
+    spec = InputSpec(name="image", channels=3, height=16, width=24, layout="NHWC")
+    argv = plan_atc(spec, [1], "fp16", "Ascend310P3").jobs[0].argv
+    # --input_format=NHWC is refused for ONNX models ("only support NCHW, ND, NCDHW in ONNX model")
+    assert "--input_format=ND" in argv and "--input_shape=image:1,16,24,3" in argv
+    aipp = aipp_config(aipp_normalisation(IMAGENET), 16, 24)
+    with pytest.raises(UserError, match="AIPP needs an NCHW input"):
+        plan_atc(spec, [1], "fp16", "Ascend310P3", aipp=aipp)
+
+
+# ---------------------------------------------------------------------------------------- npu-smi
+def test_npu_smi_answers_the_recorded_queries_and_refuses_the_rest(ascend_env, tmp_path: Path) -> None:
+    def smi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["npu-smi", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    assert smi("info").returncode == 0 and "310P3" in smi("info").stdout
+    assert smi("info", "-m").returncode == 0 and "Chip Name" in smi("info", "-m").stdout
+    for args in (["inf"], ["info", "--m"], ["info", "-t", "board"], []):
+        res = smi(*args)
+        assert res.returncode == 1 and res.stdout.startswith("npu-smi: invalid command or parameter")
+    # documented, but nothing recorded to answer with
+    res = smi("info", "-t", "board", "-i", "0")
+    assert res.returncode == 1 and "no recorded output" in res.stdout
