@@ -91,6 +91,12 @@ def hostile(kind: str, path: Path, marker: Path) -> str:
     elif kind == "plain-pickle-exec":
         path.write_bytes(pickle.dumps(exec_payload(marker), protocol=2))
         return "a call to builtins.exec"
+    elif kind == "protocol-0-inst":  # INST: os.system('touch MARKER'), as text opcodes
+        path.write_bytes(b"(S" + repr(f"touch {marker}").encode() + b"\nios\nsystem\n.")
+    elif kind == "getattr-import":  # getattr(__import__('os'), 'system')('touch MARKER')
+        path.write_bytes(b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(S'os'\ntRS'system'\ntR(S"
+                         + repr(f"touch {marker}").encode() + b"\ntR.")
+        return "a call to builtins.getattr"
     elif kind.startswith("legacy-"):
         slot = {"legacy-magic": 0, "legacy-sys_info": 2, "legacy-storage-keys": 4}[kind]
         parts = legacy_slots(weights())
@@ -109,7 +115,8 @@ def hostile(kind: str, path: Path, marker: Path) -> str:
     return "a call to os.system"
 
 
-HOSTILE = ["plain-pickle-os.system", "plain-pickle-exec", "legacy-magic", "legacy-sys_info",
+HOSTILE = ["plain-pickle-os.system", "plain-pickle-exec", "protocol-0-inst", "getattr-import",
+           "legacy-magic", "legacy-sys_info",
            "legacy-storage-keys", "zip-data.pkl", "zip-subprocess", "tar-pickle"]
 
 
@@ -133,15 +140,18 @@ def test_hostile_checkpoint_is_refused_without_running(kind, tmp_path, monkeypat
     assert _message(exc) == REFUSED.format(name="evil.pth", what=what)
 
 
-def test_the_sys_info_payload_does_run_under_plain_torch_load(tmp_path):
-    """The hostile legacy file is real: torch.load(weights_only=False), as the old fallback
-    did, runs it. (In a child process, so the marker is the only effect.)"""
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    hostile("legacy-sys_info", path, marker)
-    code = f"import torch; torch.load({str(path)!r}, weights_only=False)"
-    subprocess.run([sys.executable, "-c", code], capture_output=True)
-    assert marker.exists()
+def test_the_hostile_files_do_run_under_plain_torch_load(tmp_path):
+    """Each hostile file is real: torch.load(weights_only=False), as the old fallback did,
+    runs its payload. (In one child process, so the markers are the only effect.)"""
+    paths = []
+    for kind in HOSTILE:
+        path = tmp_path / f"{kind}.pth"
+        hostile(kind, path, tmp_path / f"{kind}.ran")
+        paths.append(str(path))
+    code = ("import sys, torch\nfor p in sys.argv[1:]:\n    try:\n        torch.load(p, weights_only=False)\n"
+            "    except Exception:\n        pass\n")
+    subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, check=True)
+    assert sorted(p.name for p in tmp_path.glob("*.ran")) == sorted(f"{kind}.ran" for kind in HOSTILE)
 
 
 def test_attribute_assignment_on_a_class_is_refused(tmp_path):

@@ -194,3 +194,25 @@ def test_an_interrupt_exits_130_with_one_line(run_cli, tmp_path, monkeypatch):
     res = run_cli("samples", tmp_path / "x")
     assert res.code == 130
     assert one_error_line(res).startswith("interrupted: what was written so far is kept")
+
+
+def test_outputs_of_the_wrong_kind_are_refused_before_any_work(run_cli, model, tmp_path):
+    from hrdeploy.samples import write_images
+
+    write_images(tmp_path / "imgs", 1, size=(64, 80))
+    folder = tmp_path / "d.onnx"
+    folder.mkdir()
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    cases = [
+        (("export", "hrnet_cls", "--variant", "w18_small_v1", "--random-weights", "-o", folder),
+         f"error: -o {folder} is a folder, but a file is needed here (name a file, not a folder)"),
+        (("convert", model, "-o", blocker), f"error: {blocker} is a file, but a folder is needed here"),
+        (("preprocess", model, tmp_path / "imgs", "-o", blocker), f"error: {blocker} is a file, but a folder is needed here"),
+    ]
+    for args, line in cases:
+        res = run_cli(*args)
+        assert res.code == 2, res
+        assert one_error_line(res).startswith(line), res
+    assert list(folder.iterdir()) == [] and blocker.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "d.onnx", "imgs"]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from hrdeploy.errors import UserError
-from hrdeploy.model import SampleRef, Tolerance
+from hrdeploy.model import Sample, SampleRef, Tolerance
 from hrdeploy.tasks.classification import (CLASSIFICATION_TOLERANCES, ClassificationPipeline, ClassificationSpec,
-                                           ImageNetDataset, TopKMetric, imagenet_classes, preprocess_image,
-                                           softmax)
+                                           ImageNetDataset, TopKMetric, classification_variant, imagenet_classes,
+                                           preprocess_image, resize_short_crop, softmax)
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -66,7 +66,7 @@ def test_label_file_layout_reads_0_based_labels(tmp_path: Path) -> None:
     root = _label_layout(tmp_path, [("ILSVRC2012_val_00000002.JPEG", 0), ("ILSVRC2012_val_00000001.JPEG", 999)])
     ds = ImageNetDataset(root)
     assert ds.layout == "label-file"
-    assert [(r.id, r.info["label"]) for r in ds] == [("ILSVRC2012_val_00000001.JPEG", 999),
+    assert [(r.path.name, r.info["label"]) for r in ds] == [("ILSVRC2012_val_00000001.JPEG", 999),
                                                      ("ILSVRC2012_val_00000002.JPEG", 0)]
     assert "skipped_missing" not in ds.info()
 
@@ -116,7 +116,7 @@ def test_missing_images_are_refused_or_skipped_and_listed(tmp_path: Path) -> Non
     with pytest.raises(UserError, match=r"1 of 3 entries of .*val_label.txt name images not in .*: b.png"):
         ImageNetDataset(tmp_path)
     ds = ImageNetDataset(tmp_path, skip_missing=True)
-    assert [r.id for r in ds] == ["a.png", "c.png"]
+    assert [r.path.name for r in ds] == ["a.png", "c.png"]
     assert ds.info()["skipped_missing"] == {"count": 1, "names": ["b.png"]}
 
 
@@ -134,7 +134,7 @@ def test_mapped_folders_take_their_labels_from_the_file(tmp_path: Path) -> None:
     (tmp_path / "val_label.txt").write_text("cat 281\ndog 207\n")
     ds = ImageNetDataset(tmp_path)
     assert ds.layout == "mapped-folders"
-    assert [(r.id, r.info["label"]) for r in ds] == [("1.png", 281), ("2.png", 281), ("3.png", 207)]
+    assert [(r.path.name, r.info["label"]) for r in ds] == [("1.png", 281), ("2.png", 281), ("3.png", 207)]
 
 
 def test_mapped_folders_unmapped_or_missing_are_refused(tmp_path: Path) -> None:
@@ -157,8 +157,8 @@ def test_synset_folders_under_val_take_the_standard_order(tmp_path: Path) -> Non
     spec = ClassificationSpec()
     ds = spec.dataset("imagenet", tmp_path)
     assert ds.layout == "synset-folders" and ds.num_classes == 1000
-    assert [(r.id, r.info["label"]) for r in ds] == [("a.png", 0), ("b.png", 5)]
-    assert [(r.id, r.info["label"]) for r in ImageNetDataset(tmp_path)] == [("a.png", 0), ("b.png", 5)]
+    assert [(r.path.name, r.info["label"]) for r in ds] == [("a.png", 0), ("b.png", 5)]
+    assert [(r.path.name, r.info["label"]) for r in ImageNetDataset(tmp_path)] == [("a.png", 0), ("b.png", 5)]
     with pytest.raises(UserError, match="synset folders name ImageNet's 1000 classes, the model has 10"):
         ImageNetDataset(tmp_path, num_classes=10)
 
@@ -168,7 +168,7 @@ def test_other_class_folders_need_exactly_as_many_classes(tmp_path: Path) -> Non
     _images(tmp_path / "a_cat", ["2.png"])
     ds = ImageNetDataset(tmp_path, num_classes=2)
     assert ds.layout == "class-folders"
-    assert [(r.id, r.info["label"]) for r in ds] == [("2.png", 0), ("1.png", 1)]
+    assert [(r.path.name, r.info["label"]) for r in ds] == [("2.png", 0), ("1.png", 1)]
     with pytest.raises(UserError, match="2 of 2 class folders are not ImageNet synset ids"):
         ImageNetDataset(tmp_path, num_classes=3)
 
@@ -226,3 +226,80 @@ def test_fp32_task_check_passes_identical_outputs_and_reports_the_overlap() -> N
     assert not check.passed and check.value == 0.5
     assert check.text == "top-1 agreement 50.0% (top-5 overlap 80.0%) on 2 inputs"
     assert spec.task_check(None, [ref], [got], Tolerance()).passed
+
+
+# -- more of the preprocessing contract ---------------------------------------------------------------
+
+def test_the_variant_records_the_documented_imagenet_preprocessing() -> None:
+    """models-classification.md 5: short side 256, centre crop 224, /255, ImageNet mean/std, RGB, CHW."""
+    pre = classification_variant("x").preprocess
+    assert pre == {"resize_short": 256, "crop": 224, "interpolation": "pil-bilinear", "color": "rgb",
+                   "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NCHW"}
+
+
+def test_resize_refuses_a_short_side_below_the_crop_and_unknown_filters() -> None:
+    image = np.zeros((300, 400, 3), np.uint8)
+    with pytest.raises(UserError, match="resize_short 200 is smaller than the crop 224"):
+        resize_short_crop(image, 200, 224, "pil-bilinear")
+    with pytest.raises(UserError, match="unknown interpolation 'nearest'"):
+        resize_short_crop(image, 256, 224, "nearest")
+
+
+def test_an_image_already_at_the_short_side_is_only_cropped() -> None:
+    rng = np.random.default_rng(8)
+    for h, w in ((256, 300), (300, 256)):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        top, left = round((h - 224) / 2), round((w - 224) / 2)
+        for interp in ("pil-bilinear", "cv2-linear"):
+            out = resize_short_crop(image, 256, 224, interp)
+            np.testing.assert_array_equal(out, image[top:top + 224, left:left + 224])
+
+
+def test_bgr_models_keep_the_channel_order() -> None:
+    bgr = np.random.default_rng(9).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    params = {"resize_short": 256, "crop": 224, "mean": [0.0] * 3, "std": [1.0] * 3, "scale": 1.0, "color": "bgr"}
+    np.testing.assert_array_equal(preprocess_image(bgr, params), bgr[16:240, 16:240].transpose(2, 0, 1))
+
+
+def test_pipeline_options_and_recorded_parameters() -> None:
+    v = classification_variant("x")
+    pipe = ClassificationSpec().pipeline(v, {"interpolation": "cv2-linear", "top_k": 3})
+    assert pipe.pre["interpolation"] == "cv2-linear" and pipe.top_k == 3
+    assert pipe.params == {**v.preprocess, "interpolation": "cv2-linear", "top_k": 3, "postprocess": "softmax"}
+    assert ClassificationSpec().pipeline(v).top_k == 5 and ClassificationSpec().pipeline(v).pre == v.preprocess
+    image = np.zeros((300, 400, 3), np.uint8)
+    items = pipe.prepare(Sample(SampleRef("a", None), image))
+    assert len(items) == 1 and items[0].tensor.shape == (3, 224, 224)
+
+
+def test_missing_or_empty_dataset_folders_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="dataset folder not found"):
+        ImageNetDataset(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no labelled images found under"):
+        ImageNetDataset(tmp_path / "empty")
+    (tmp_path / "lonely").mkdir()
+    (tmp_path / "lonely" / "val_label.txt").write_text("a.png 1\n")
+    with pytest.raises(UserError, match="no image folder next to"):
+        ImageNetDataset(tmp_path / "lonely")
+
+
+def test_negative_labels_are_out_of_range_and_the_info_names_the_layout(tmp_path: Path) -> None:
+    _label_layout(tmp_path, [("a.png", -1)])
+    with pytest.raises(UserError, match="line 1 a.png -1"):
+        ImageNetDataset(tmp_path)
+    (tmp_path / "val_label.txt").write_text("a.png 4\n")
+    info = ImageNetDataset(tmp_path, num_classes=5).info()
+    assert (info["layout"], info["classes"]) == ("label-file", 5)
+    assert isinstance(ImageNetDataset(tmp_path).metric(), TopKMetric)
+
+
+def test_draw_writes_the_top_3_in_white_outlined_in_black_without_touching_the_input() -> None:
+    image = np.full((600, 800, 3), 128, np.uint8)     # 600 px: scale 1, a 4 px outline
+    top = [{"index": i, "name": f"class {i}, other", "score": s} for i, s in ((1, 0.5), (2, 0.3), (3, 0.1), (4, 0.05))]
+    out = ClassificationSpec().draw(image, {"top_k": top})
+    assert (image == 128).all()
+    colours = {tuple(c) for c in out.reshape(-1, 3)}
+    assert (255, 255, 255) in colours and min(colours) < (64, 64, 64)     # white text, dark outline
+    rows = np.nonzero((out != 128).any(axis=(1, 2)))[0]
+    assert rows.min() > 0 and rows.max() < 120       # three lines of text at the top

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import site
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from venvs import venv_seeing_this_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,15 +44,7 @@ def venv(tmp_path_factory) -> Path:
     is installed) and gets three third-party plugin packages installed with pip."""
     root = tmp_path_factory.mktemp("plugins")
     env_dir = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
-    # `venv --system-site-packages` would expose the *base* interpreter's packages, not those of
-    # the virtual environment running pytest. addsitedir (not a bare path line) also processes
-    # that environment's own .pth files, which is where editable installs put their finders.
-    inner_site = Path(subprocess.run([str(env_dir / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                     check=True, capture_output=True, text=True).stdout.strip())
-    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    (inner_site / "zz_running_env.pth").write_text(
-        "".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
+    venv_seeing_this_environment(env_dir)
     example = root / "example"
     shutil.copytree(REPO / "docs" / "example-plugin", example)
     broken = _write_package(root, "hrdeploy-broken", "hrdeploy_broken",

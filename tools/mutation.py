@@ -63,7 +63,9 @@ MODULES: dict[str, Module] = {
                                 "plugins/dekr/tests/test_mutants_postprocess.py")),
     "dekr.pipeline": Module("plugins/dekr/hrdeploy_dekr/pipeline.py",
                             ("plugins/dekr/tests/test_dekr_pipeline.py",
-                             "plugins/dekr/tests/test_mutants_pipeline.py")),
+                             "plugins/dekr/tests/test_mutants_pipeline.py"),
+                            # a timing budget: on a loaded machine it would "kill" mutants by chance
+                            k="not postprocess_cost"),
     "ascend.commands": Module("targets/ascend/hrdeploy_target_ascend/commands.py",
                               ("targets/ascend/tests/test_commands.py",
                                "targets/ascend/tests/test_mutants_commands.py")),
@@ -230,8 +232,19 @@ def equivalent_key(path: str, old: str, new: str) -> str:
     return f"{path} :: {old} -> {new}"
 
 
+def reopen_survivors(db: Path) -> int:
+    """Make the survivors (and timeouts) of a previous session pending again; killed stay killed:
+    a test added since cannot revive a mutant the unchanged module's tests already killed."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        n = con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED' OR "
+                        "(test_outcome = 'KILLED' AND output = 'timeout')").rowcount
+    return n
+
+
 def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str], args: argparse.Namespace,
-               equivalents: dict[str, str]) -> dict:
+               equivalents: dict[str, str], previous_source: str | None) -> dict:
     from cosmic_ray.work_db import WorkDB, use_db
 
     t0 = time.monotonic()
@@ -239,16 +252,30 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
     timeout = max(args.min_timeout, args.timeout_factor * base)
     cfg = work / f"{name}.toml"
     db = work / f"{name}.sqlite"
-    db.unlink(missing_ok=True)
+    counts_file = work / f"{name}.counts.json"
     cmd = " ".join(tests_command(m, tree))
     cfg.write_text(f'[cosmic-ray]\nmodule-path = "{tree / m.path}"\ntimeout = {timeout:.1f}\n'
                    f'excluded-modules = []\ntest-command = {json.dumps(cmd)}\n\n'
                    '[cosmic-ray.distributor]\nname = "local"\n')
     cr = [sys.executable, "-m", "cosmic_ray.cli"]
-    subprocess.run(cr + ["init", str(cfg), str(db)], env=env, cwd=tree, check=True, capture_output=True)
-    counts = select(db, (tree / m.path).read_text(), args.operators, args.sample, args.seed)
+    source = (tree / m.path).read_text()
+    tests = [t for t in m.tests if (tree / t).exists()]
+    before = json.loads(counts_file.read_text()) if counts_file.exists() else {}
+    # resuming is sound only if nothing that killed a mutant went away: same source, same -k,
+    # every test file of the previous session still run (new ones may be added)
+    resumed = bool(args.resume and db.exists() and previous_source == source and before
+                   and before.get("k") == m.k and set(before.get("tests", ())) <= set(tests))
+    if resumed:
+        counts = {k: v for k, v in before.items() if k not in ("tests", "k")}
+        counts["rerun"] = reopen_survivors(db)
+    else:
+        db.unlink(missing_ok=True)
+        subprocess.run(cr + ["init", str(cfg), str(db)], env=env, cwd=tree, check=True, capture_output=True)
+        counts = select(db, source, args.operators, args.sample, args.seed)
+    counts_file.write_text(json.dumps({**counts, "tests": tests, "k": m.k}))
     print(f"[{name}] baseline {base:.1f}s, timeout {timeout:.0f}s, {counts['run']} mutants of "
-          f"{counts['generated']}", flush=True)
+          f"{counts['generated']}" + (f" (resumed: {counts['rerun']} survivors re-run)" if resumed else ""),
+          flush=True)
     if args.dry_run:
         return {"module": name, "file": m.path, **counts}
     with open(work / f"{name}.log", "w") as log:
@@ -277,7 +304,8 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
     n_equiv = sum(1 for s in survivors if s["equivalent"])
     detected = killed + timeout_n
     total = detected + len(survivors)
-    res = {"module": name, "file": m.path, "tests": list(m.tests), "k": m.k, "baseline_s": round(base, 2),
+    res = {"module": name, "file": m.path, "tests": list(m.tests), "k": m.k, "resumed": resumed,
+           "baseline_s": round(base, 2),
            "timeout_s": round(timeout, 1), **counts, "killed": killed, "timeout": timeout_n,
            "incompetent": incompetent, "survived": len(survivors), "equivalent": n_equiv,
            "score": round(detected / total, 4) if total else None,
@@ -332,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-timeout", type=float, default=15.0)
     p.add_argument("--timeout-factor", type=float, default=4.0)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/hrdeploy-mutation"))
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the sessions in --workdir of every module whose source is unchanged: "
+                        "its killed mutants stay killed, only the survivors are re-run")
     p.add_argument("--dry-run", action="store_true", help="only count the mutants that would run")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
@@ -346,11 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     names = args.modules or list(MODULES)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    tree = copy_tree(args.workdir / "tree")
+    old_tree = args.workdir / "tree"
+    previous = {n: (old_tree / MODULES[n].path).read_text() for n in names
+                if args.resume and (old_tree / MODULES[n].path).is_file()}
+    tree = copy_tree(old_tree)
     env = copy_env(tree)
     check_shadowing(tree, env, [MODULES[n] for n in names])
     equivalents = json.loads(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
-    results = [run_module(n, MODULES[n], tree, args.workdir, env, args, equivalents) for n in names]
+    results = [run_module(n, MODULES[n], tree, args.workdir, env, args, equivalents, previous.get(n))
+               for n in names]
     if args.dry_run:
         print(json.dumps(results, indent=1))
         return 0

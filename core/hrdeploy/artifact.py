@@ -15,6 +15,26 @@ inside the artifact: :func:`inside`), the files' sha256 recorded at conversion
 (:meth:`Artifact.check_integrity`) and the reference outputs that travel with it
 (:func:`load_reference`, which also checks they were stored for this model). A violation is a
 :class:`~hrdeploy.errors.UserError`: one line naming the file, exit 2.
+
+What the hashes protect, and what they do not:
+
+* an artifact folder: ``convert`` records the sha256 of every file in it (``manifest.json``
+  and ``verify.json`` aside) under ``"sha256"``; predict, eval, bench and verify refuse a file
+  that changed since (an edited or swapped model, reference, config). The reference records
+  the model, variant, input and outputs it was stored for, so an edited manifest is refused too.
+  A recorded file that is gone is refused only when the manifest needs it by role. Manifests
+  from before hashes were recorded open as before. The hashes detect accidents and mix-ups;
+  they are no signature: whoever can rewrite the manifest can rewrite them.
+* a ``--dry-run`` plan folder: hashed the same way when the plan is written, checked by
+  ``convert --from-plan`` before anything runs (the folder travels to another machine), and
+  hashed again after the compile with the files it added.
+* an exported ``.onnx``: a file cannot hold its own hash, so its ``.ref.npz`` records the
+  sha256 of the ``.onnx`` it was computed with; opening the pair refuses an edited ``.onnx`` or
+  another export's reference. The metadata must also name the graph's own input and shape.
+  Extra files named by the metadata (a rescoring net) are not hashed, only contained.
+
+Hashing reads every file once per open, in 1 MiB chunks: about 0.14 s for an HRNet-W18
+artifact (86 MB) on the development box.
 """
 from __future__ import annotations
 
@@ -72,28 +92,30 @@ def _json_type(value: Any) -> str:
             int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def check_fields(doc: Any, where: str, fields: Mapping[str, tuple[tuple[type, ...], bool]]) -> dict[str, Any]:
+def check_fields(doc: Any, where: str, fields: Mapping[str, tuple[tuple[type, ...], bool]],
+                 kind: str = "an hrdeploy manifest") -> dict[str, Any]:
     """``doc`` if it is a JSON object whose known fields have the types hrdeploy reads them as;
-    else a UserError naming ``where`` and the first wrong field."""
+    else a UserError naming ``where`` (the file), the first wrong field and that it is not a
+    valid ``kind``."""
+    def refuse(problem: str) -> UserError:
+        return UserError(f"{where} is not {kind}: {problem}", _RECONVERT)
+
     if not isinstance(doc, dict):
-        raise UserError(f"{where} is not an hrdeploy manifest: it holds {_json_type(doc)}, not an object",
-                        _RECONVERT)
+        raise refuse(f"it holds {_json_type(doc)}, not an object")
     for key, (types, required) in fields.items():
         value = doc.get(key)
         if value is None:
             if required:
-                raise UserError(f"{where} is not a valid hrdeploy manifest: it has no {key!r}", _RECONVERT)
+                raise refuse(f"it has no {key!r}")
             continue
         wrong_type = not isinstance(value, types)
         if wrong_type or (required and isinstance(value, str) and not value.strip()):
             want = " or ".join(_JSON_NAMES[t] for t in types)
-            raise UserError(f"{where} is not a valid hrdeploy manifest: {key!r} must be {want}, "
-                            f"not {_json_type(value) if wrong_type else 'empty'}", _RECONVERT)
+            raise refuse(f"{key!r} must be {want}, not {_json_type(value) if wrong_type else 'empty'}")
     for key in ("files", "extra_files", HASHES):
         for name, value in (doc.get(key) or {}).items():
             if not isinstance(value, str):
-                raise UserError(f"{where} is not a valid hrdeploy manifest: {key}.{name} must be a file name, "
-                                f"not {_json_type(value)}", _RECONVERT)
+                raise refuse(f"{key}.{name} must be a file name, not {_json_type(value)}")
     return doc
 
 
@@ -260,7 +282,7 @@ class Artifact:
             raise UserError(f"{path} carries no hrdeploy metadata",
                             "export it with 'hrdeploy export', or convert it with --model/--variant")
         where = f"the hrdeploy metadata of {path}"
-        check_fields(meta, where, _METADATA_FIELDS)
+        check_fields(meta, where, _METADATA_FIELDS, kind="valid")
         manifest = {"format": FORMAT, **meta, "target": "onnxruntime", "precision": "fp32",
                     "files": {"model": path.name}}
         for role, name in (meta.get("extra_files") or {}).items():

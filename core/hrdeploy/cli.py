@@ -22,6 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "\n\n" + EXIT_CODES_HELP)
 toolchain_app = typer.Typer(no_args_is_help=True, help="Provision vendor toolchains (nothing is installed behind your back).")
 app.add_typer(toolchain_app, name="toolchain")
+plugin_app = typer.Typer(no_args_is_help=True, help="Start a new model or target plugin.")
+app.add_typer(plugin_app, name="plugin")
 
 def _console(stderr: bool) -> Console:
     # rich wraps at 80 columns when not writing to a terminal; logs and CI deserve wider tables
@@ -217,6 +219,9 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
     var = spec.variant(variant)
     if output.suffix.lower() != ".onnx":
         raise UserError(f"-o must name an .onnx file, got {output}")
+    from .io import check_output_file
+
+    check_output_file(output, "-o")  # before minutes of tracing and checking
     try:
         rep = do_export(spec, var, output, weights=weights, random_weights=random_weights, seed=seed, batch=batch,
                         opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None,
@@ -379,7 +384,8 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              output: Path = typer.Option(Path("result.json"), "-o", "--output", help="Result JSON to write."),
              limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images."),
              batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
-             resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+             resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (the same model, data and options only)."),
+             restart: bool = typer.Option(False, "--restart", help="Discard an interrupted run of this output and start again."),
              workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
              device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
              threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
@@ -414,8 +420,8 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
         with session.runner:
             reference = _open(compare, None, None, None) if compare is not None else None
             with reference.runner if reference is not None else nullcontext():
-                res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, options=mopts,
-                               workers=workers, progress=_progress("eval"), log=_log, compare=reference)
+                res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, restart=restart,
+                               options=mopts, workers=workers, progress=_progress("eval"), log=_log, compare=reference)
     rows = res.pop("_rows")
     reports = res.pop("_compare", [])
     # a two-column table is narrower than its title: rich would wrap the title inside it
@@ -565,6 +571,22 @@ def toolchain_install(target: str = typer.Argument(..., help="Target whose toolc
     if installer is None:
         raise UserError(f"target {target!r} has no installable toolchain", tgt.setup_hint or "see its documentation")
     out.print(installer(python))
+
+
+# -- plugins -------------------------------------------------------------------------------------
+
+@plugin_app.command("new")
+def plugin_new(kind: str = typer.Argument(..., help="model or target."),
+               name: str = typer.Argument(..., help="The plugin's name, e.g. resnet or mychip."),
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder to create (default: ./hrdeploy-KIND-NAME).")) -> None:
+    """Write a package skeleton for a new plugin: pyproject with the entry point, the plugin
+    module, a spec or target, and contract tests that pass once it is pip-installed."""
+    from .scaffold import new_plugin
+
+    dest, files = new_plugin(kind, name, output)
+    for f in files:
+        out.print(f"wrote {f}", highlight=False)
+    out.print(f"next: cd {dest} && pip install -e '.[test]' && pytest", highlight=False, markup=False)
 
 
 # -- entry point ------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ def describe_os_error(exc: OSError) -> str:
         return f"{path or 'the path'} is a folder, but a file is needed here (name a file, not a folder)"
     if isinstance(exc, NotADirectoryError):
         blocker = _file_in_the_way(str(path)) if path else None
+        if blocker == str(path):
+            return f"{path} is a file, but a folder is needed here (choose another location)"
         if blocker:
             return f"{blocker} is a file, but {path} needs it to be a folder (choose another location)"
         return f"{path or 'a path'} is not a folder (name a folder)"

@@ -1,11 +1,9 @@
 """``hrdeploy eval``: stream a dataset through an artifact, score it, write result.json
 atomically. Predictions are appended to ``<result>.partial.jsonl`` as they come, so an
-interrupted run continues with ``--resume`` where it stopped."""
+interrupted run continues with ``--resume`` where it stopped, exactly (see :mod:`.resume`)."""
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -16,6 +14,7 @@ from .engine import Stream
 from .errors import UserError
 from .io import atomic_write_json, dumps
 from .model import SampleRef
+from .resume import RunIdentity, artifact_identity, dataset_identity, open_partial, partial_path, run_options
 from .session import Session, check_model_options
 
 if TYPE_CHECKING:
@@ -49,80 +48,48 @@ def report_skipped(info: dict[str, Any], log: Callable[[str], None]) -> None:
             + ", ".join(names[:2]) + (", ... (all in data.skipped_missing)" if len(names) > 2 else ""))
 
 
-def _run_key(session: Session, data: str, limit: int | None, options: dict[str, Any]) -> str:
-    """Identifies what a partial file belongs to: resuming a different run would mix results."""
-    blob = json.dumps({"artifact": str(session.artifact.path.resolve()), "data": data, "limit": limit,
-                       "options": options, "model": session.spec.name, "variant": session.variant.name,
-                       "precision": session.artifact.precision}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def partial_path(out: Path) -> Path:
-    return out.with_name(out.name + ".partial.jsonl")
-
-
-def _load_partial(path: Path, key: str) -> dict[str, dict[str, Any]]:
-    done: dict[str, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        header = f.readline()
-        try:
-            if json.loads(header).get("run") != key:
-                raise UserError(f"{path} belongs to a different evaluation (other model, data or options)",
-                                "delete it or run without --resume")
-        except json.JSONDecodeError:
-            raise UserError(f"{path} is not an hrdeploy partial result", "delete it or run without --resume") from None
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break  # the line being written when the run was killed
-            done[rec["id"]] = rec["prediction"]
-    return done
-
-
 def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None, batch: int = 1,
-             resume: bool = False, options: dict[str, Any] | None = None, workers: int | None = None,
-             progress: Callable[[int, int], Iterator[None] | Any] | None = None,
+             resume: bool = False, restart: bool = False, options: dict[str, Any] | None = None,
+             workers: int | None = None, progress: Callable[[int, int], Iterator[None] | Any] | None = None,
              log: Callable[[str], None] = print, compare: Session | None = None) -> dict[str, Any]:
     """Evaluate ``session`` on ``data`` and write the result JSON to ``out``. With ``compare``
     (a reference model, e.g. the source ONNX on onnxruntime), every network input of this run
-    also goes through the reference and the outputs are compared (``result["compare"]``)."""
+    also goes through the reference and the outputs are compared (``result["compare"]``).
+    ``resume`` continues the interrupted run of ``out`` if it is this very run; ``restart``
+    discards it (without either, an interrupted run's file is refused, never replaced)."""
     check_limit(limit)
     kind, path = parse_data(data)
     opts = check_model_options(session.spec, options)
     pipeline = session.pipeline(opts)
     dataset = session.spec.dataset(kind, path, opts)
-    refs: list[SampleRef] = list(dataset)[:limit]
+    every: list[SampleRef] = list(dataset)
+    refs = every[:limit]
     report_skipped(dataset.info(), log)
     metric = dataset.metric()
-    key = _run_key(session, data, limit, opts)
-    partial = partial_path(out)
-    done: dict[str, dict[str, Any]] = {}
-    if resume and partial.exists():
-        done = _load_partial(partial, key)
-        log(f"resuming: {len(done)} of {len(refs)} images already done ({partial.name})")
-    elif partial.exists() and not resume:
-        partial.unlink()
-    for ref in refs:
-        if ref.id in done:
-            metric.update(ref, done[ref.id])
-    todo = [r for r in refs if r.id not in done]
-
-    out.parent.mkdir(parents=True, exist_ok=True)
     recorder = None
     if compare is not None:
         check_reference(session, compare)
         recorder = OutputRecorder(list(session.runner.output_names))
+    identity = RunIdentity(artifact_identity(session), dataset_identity(dataset, every),
+                           run_options(session, opts, pipeline.params, batch, limit))
+    partial = partial_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done, pf = open_partial(partial, identity, refs, metric, resume=resume, restart=restart, log=log)
+    if resume:
+        log(f"resuming: {len(done)} of {len(refs)} images already done ({partial.name})")
+    todo = [r for r in refs if r.id not in done]
     stream = Stream(pipeline, session.runner, batch=batch, workers=workers, observe=recorder)
     t0 = time.perf_counter()
-    with open(partial, "a", encoding="utf-8") as pf:
-        if pf.tell() == 0:
-            pf.write(json.dumps({"run": key, "created": _now()}) + "\n")
+    with pf:
         tick = progress(len(refs), len(done)) if progress else None
-        for n, (ref, pred) in enumerate(stream.run(todo), 1):
+        fresh = 0
+        for ref, pred, new in _in_dataset_order(refs, done, stream.run(todo)):
             metric.update(ref, pred)
+            if not new:
+                continue
             pf.write(dumps({"id": ref.id, "prediction": pred}, indent=None) + "\n")
-            if n % 16 == 0:
+            fresh += 1
+            if fresh % 16 == 0:
                 pf.flush()
             if tick is not None:
                 tick(1)
@@ -155,6 +122,22 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     result["_rows"] = metric.rows(summary)
     result["_compare"] = reports
     return result
+
+
+def _in_dataset_order(refs: list[SampleRef], done: dict[str, dict[str, Any]],
+                      fresh: Iterator[tuple[SampleRef, dict[str, Any]]]) -> Iterator[tuple[SampleRef, dict[str, Any], bool]]:
+    """Stored and new predictions in the dataset's order, flagged new: the metric (and the COCO
+    results file it writes) then sees a resumed run exactly as an uninterrupted one."""
+    for ref in refs:
+        if ref.id in done:
+            yield ref, done[ref.id], False
+            continue
+        got, pred = next(fresh)
+        if got.id != ref.id:
+            raise RuntimeError(f"the stream returned {got.id!r} where {ref.id!r} was due")
+        yield ref, pred, True
+    for got, _ in fresh:  # runs the stream to its end (its workers stop, its timings close)
+        raise RuntimeError(f"the stream returned {got.id!r}, which was not asked for")
 
 
 def _now() -> str:

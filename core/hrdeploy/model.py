@@ -202,6 +202,14 @@ class Pipeline:
         return [self.finish(s, i, o) for s, i, o in zip(samples, items, outputs)]
 
 
+def short_json(value: Any, width: int = 40) -> str:
+    """A value as JSON, cut to ``width`` characters, for messages about stored records."""
+    import json
+
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 class Metric:
     """Accumulates predictions and scores them."""
 
@@ -221,6 +229,11 @@ class Metric:
         """Further JSON files to write next to result.json (e.g. COCO results)."""
         return {}
 
+    def check_prediction(self, prediction: Any) -> str | None:
+        """Why a stored prediction (a line of a resumed run's partial file, which anyone can
+        edit) is not one :meth:`update` can take, or None. Override to check its shape."""
+        return None if isinstance(prediction, dict) else f"a {type(prediction).__name__}, not an object"
+
 
 class Dataset:
     """An evaluation set: iterates :class:`SampleRef` in a stable order."""
@@ -239,6 +252,13 @@ class Dataset:
 
     def info(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root), "images": len(self)}
+
+    def defining_files(self) -> dict[str, Path]:
+        """The files besides the images that decide the samples and their labels (a label
+        file, an annotation file, person boxes) by what they are: a resumed evaluation checks
+        their contents did not change. Sample ids must be unique and stable (a path relative
+        to the root, an image id): they key the stored predictions."""
+        return {}
 
 
 class ModelSpec:

@@ -133,7 +133,7 @@ def compare(spec: ModelSpec, variant: Variant, reference: Sequence[np.ndarray], 
         task = None
     if task is not None and not all(o.finite for o in outs):
         # an argmax over NaN agrees with itself: the task figure is no evidence either way
-        task = TaskCheck(task.name, float("nan"), False, "not meaningful: the outputs hold NaN/inf")
+        task = TaskCheck(task.name, float("nan"), False, "not meaningful on non-finite outputs")
     return ParityReport(reference_name, test_name, precision, len(reference[0]), outs, task, tol)
 
 

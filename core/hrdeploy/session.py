@@ -2,7 +2,7 @@
 variant, target and runner, and the model's pipeline configured for that runner."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ class Session:
     variant: Variant
     target: Target
     runner: Runner
+    #: the target options the runner was opened with (the manifest's, then the command line's)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def pipeline(self, options: dict[str, Any] | None = None) -> Pipeline:
         sizes = self.runner.sizes or self.artifact.sizes
@@ -73,5 +75,6 @@ def open_session(registry: Registry, model_file: Path, device: str | None = None
                         "compile it with 'hrdeploy convert --from-plan' on the machine with the toolchain")
     # before any runtime reads a file: nothing changed since conversion (sha256), reference matches
     artifact.check_integrity()
-    runner = target.open(artifact, device=device, options={**artifact.manifest.get("target_options", {}), **opts})
-    return Session(artifact, spec, variant, target, runner)
+    run_opts = {**artifact.manifest.get("target_options", {}), **opts}
+    runner = target.open(artifact, device=device, options=run_opts)
+    return Session(artifact, spec, variant, target, runner, run_opts)

@@ -122,6 +122,28 @@ def _group_gone(proc: subprocess.Popen[str], pgid: int) -> bool:
         return True
     except PermissionError:  # a member we may not signal (setuid): nothing more we can do
         return True
+    # the helpers' zombies wait for init to collect them (some inits take their time); an
+    # ended process is not one to wait for
+    return not _running_members(pgid)
+
+
+def _running_members(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (not a zombie); True where
+    ``/proc`` cannot tell."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
     return False
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import UserError
 from ..io import IMAGE_SUFFIXES, read_image
 from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec,
-                     Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant)
+                     Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant, short_json)
 from .layouts import VAL_LABEL_FILES, few, other_task_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -215,6 +215,7 @@ class ImageNetDataset(Dataset):
         self.num_classes = int(num_classes)
         self.skip_missing = skip_missing
         self.skipped: list[str] = []
+        self.label_file: Path | None = None
         self.layout, self.entries = self._scan(labels)
         if not self.entries:
             raise UserError(f"no labelled images found under {self.root}",
@@ -231,7 +232,8 @@ class ImageNetDataset(Dataset):
             raise UserError(f"imagenet:{self.root} is a file, not a dataset folder",
                             "pass the folder holding val_label.txt and the images, or the class folders")
         if label_file is not None:
-            return self._from_label_file(Path(label_file))
+            self.label_file = Path(label_file)
+            return self._from_label_file(self.label_file)
         return "synset-folders" if self._synsets() else "class-folders", self._from_class_folders()
 
     # -- label files ---------------------------------------------------------------------------
@@ -372,8 +374,13 @@ class ImageNetDataset(Dataset):
         return len(self.entries)
 
     def __iter__(self) -> Iterator[SampleRef]:
+        # keyed by the path under the root: class folders may hold files of the same name
         for e in self.entries:
-            yield SampleRef(id=e.path.name, path=e.path, info={"label": e.label})
+            yield SampleRef(id=e.path.relative_to(self.root).as_posix(), path=e.path, info={"label": e.label})
+
+    def defining_files(self) -> dict[str, Path]:
+        # synset and class folders are labelled by their names, which the sample ids hold
+        return {"label file": self.label_file} if self.label_file is not None else {}
 
     def metric(self) -> "TopKMetric":
         return TopKMetric(self.num_classes)
@@ -400,6 +407,25 @@ class TopKMetric(Metric):
         self.count += 1
         if label in ranked:
             self.hits[ranked.index(label):] += 1
+
+    def check_prediction(self, prediction: Any) -> str | None:
+        """``{"top_k": [{"index": int, "name": str, "score": number}, ...]}``, at least one entry."""
+        top = prediction.get("top_k") if isinstance(prediction, dict) else None
+        if not isinstance(top, list) or not top:
+            return "expected {\"top_k\": [{\"index\", \"name\", \"score\"}, ...]}"
+        for n, t in enumerate(top):
+            if not isinstance(t, dict) or not {"index", "score"} <= set(t):
+                return f"top_k[{n}] is not an {{\"index\", \"name\", \"score\"}} object"
+            if isinstance(t["index"], bool) or not isinstance(t["index"], int) or t["index"] < 0:
+                return f"top_k[{n}].index is {short_json(t['index'])}, not a class index (a whole number >= 0)"
+            if isinstance(t["score"], bool) or not isinstance(t["score"], (int, float)):
+                return f"top_k[{n}].score is {short_json(t['score'])}, not a number"
+            if not isinstance(t.get("name", ""), str):
+                return f"top_k[{n}].name is {short_json(t['name'])}, not a string"
+        indices = [t["index"] for t in top]
+        if len(set(indices)) != len(indices):
+            return f"top_k names a class twice ({indices})"
+        return None
 
     def summary(self) -> dict[str, Any]:
         acc = (self.hits / max(self.count, 1) * 100.0).round(4)

@@ -36,8 +36,8 @@ def test_recorded_parameters() -> None:
 
 
 def _heatmaps(peak_xy: tuple[int, int]) -> np.ndarray:
-    hm = np.zeros((1, 17, 64, 48), np.float32)
-    hm[0, :, peak_xy[1], peak_xy[0]] = 0.9
+    hm = np.zeros((17, 64, 48), np.float32)      # one item's output: no batch axis
+    hm[:, peak_xy[1], peak_xy[0]] = 0.9
     return hm
 
 
@@ -66,3 +66,17 @@ def test_a_single_output_of_another_name_is_the_heatmap_and_two_are_ambiguous() 
     assert _run(pipe, [ref], ("output",)) == _run(pipe, [ref])
     with pytest.raises(UserError, match=r"no output 'heatmaps' \(outputs: a, b\)"):
         _run(pipe, [ref], ("a", "b"))
+
+
+def test_an_image_without_people_does_not_end_the_batch() -> None:
+    pipe = TopDownPosePipeline((192, 256))
+    refs = [SampleRef("1", Path("1.jpg"), {"image_id": 1, "boxes": []}),
+            SampleRef("2", Path("2.jpg"), {"image_id": 2, "boxes": [[10.0, 5.0, 60.0, 90.0, 0.8]]})]
+    assert [len(r["people"]) for r in _run(pipe, refs)] == [0, 1]
+
+
+def test_the_box_source_is_recorded(tmp_path: Path) -> None:
+    dets = tmp_path / "dets.json"
+    dets.write_text("[]")
+    assert TopDownPosePipeline((192, 256), boxes=dets).params["box_source"] == f"detections {dets}"
+    assert TopDownPosePipeline((192, 256)).params["box_source"] == "dataset boxes, else the whole image"

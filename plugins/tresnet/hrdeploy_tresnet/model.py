@@ -29,7 +29,7 @@ class TResNetConfig:
     layers: tuple[int, int, int, int]
     width_factor: float = 1.0
     num_classes: int = 1000
-    stem_slope: float = 2e-2
+    stem_slope: float = 1e-2
     block_slope: float = 1e-3
     # timm reflects the border before the blur; Ascend's patch pads with zeros
     blur_padding: str = "reflect"

@@ -99,6 +99,17 @@ def test_the_spellings_gflags_accepts_are_accepted(work: Path) -> None:
     assert_built(atc(work, *args), work / "out.om")
 
 
+def test_help_shows_the_usage_and_exits_1_as_gflags_does(work: Path) -> None:
+    for flag in ("--help", "-h", "--h=true"):
+        res = atc(work, *base(), flag)
+        assert res.returncode == 1 and res.stdout.splitlines()[1] == "usage: ./atc <args>"
+        assert not (work / "out.om").exists()
+
+
+def test_hex_and_decimal_ints_are_accepted(work: Path) -> None:
+    assert_built(atc(work, *base(framework="0x5")), work / "out.om")
+
+
 def test_a_flag_without_its_value_is_refused(work: Path) -> None:
     res = atc(work, *base(), "--soc_version")
     assert res.returncode == 1 and res.stderr == "ERROR: flag '--soc_version' is missing its argument\n"

@@ -304,6 +304,12 @@ class CocoKeypointDataset(Dataset):
     def __iter__(self) -> Iterator[SampleRef]:
         return iter(self.refs)
 
+    def defining_files(self) -> dict[str, Path]:
+        files = {"annotation file": self.ann_path}
+        if self.boxes_path is not None:
+            files["detections file"] = self.boxes_path
+        return files
+
     def metric(self) -> "CocoKeypointMetric":
         from .metric import CocoKeypointMetric
 

@@ -9,7 +9,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...model import Metric, SampleRef
-from .coco import PERSON_CATEGORY
+from .coco import NUM_JOINTS, PERSON_CATEGORY
+
+
+def _number(v: Any) -> bool:
+    # NaN and infinities are numbers a broken model does output: they are scored, not refused
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 #: COCOeval.stats order for keypoints
 STAT_NAMES = ("AP", "AP.5", "AP.75", "AP(M)", "AP(L)", "AR", "AR.5", "AR.75", "AR(M)", "AR(L)")
@@ -84,6 +89,20 @@ class CocoKeypointMetric(Metric):
         image_id = int(ref.info["image_id"])
         self.seen.add(image_id)
         self.results.extend(people_to_coco_results(image_id, prediction.get("people", [])))
+
+    def check_prediction(self, prediction: Any) -> str | None:
+        """``{"people": [{"keypoints": [[x, y, score] x 17], "score": s, ...}, ...]}``."""
+        people = prediction.get("people") if isinstance(prediction, dict) else None
+        if not isinstance(people, list):
+            return "expected {\"people\": [...]}"
+        for n, p in enumerate(people):
+            if not isinstance(p, dict) or not _number(p.get("score")):
+                return f"people[{n}] has no numeric score"
+            kpts = p.get("keypoints")
+            if not (isinstance(kpts, list) and len(kpts) == NUM_JOINTS
+                    and all(isinstance(k, list) and len(k) == 3 and all(_number(v) for v in k) for k in kpts)):
+                return f"people[{n}].keypoints is not {NUM_JOINTS} [x, y, score] triples of numbers"
+        return None
 
     def evaluated_image_ids(self) -> list[int]:
         if self.dataset_image_ids <= self.seen:

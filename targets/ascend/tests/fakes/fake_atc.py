@@ -24,7 +24,9 @@ Where the behaviour comes from (all public, read for this file):
   3(TensorFlow) or 5(Onnx)].`` and ``E10001: Value [-1] for parameter [image] is invalid.
   Reason: maybe you should set input_shape to specify its shape`` (an ONNX input left dynamic).
   The exit code after a failed check is not in any recorded output; the stand-in exits 1 (the
-  target keys on non-zero).
+  target keys on non-zero). Where neither a recording nor the sources give the text (an unknown
+  --soc_version, a missing file, the reasons of the stricter checks below), the line is E10001's
+  template with a reason of the stand-in's own, marked so where it is raised.
 * Option values and rules: the CANN ATC parameter pages (hiascend ``atlasatcparam``): ONNX input
   formats NCHW/ND/NCDHW, ``--dynamic_dims`` needs ND and one value per ``-1``, 2..100 gears, the
   three gear options mutually exclusive, ``--insert_op_conf`` not with ``--dynamic_dims``.
@@ -41,6 +43,7 @@ one); FAKE_ATC_CALLS names a JSON-lines file each call is appended to.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -151,17 +154,18 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _is_int(text: str) -> bool:
-    try:
-        int(text, 0)
-        return True
-    except ValueError:
-        return False
+    """gflags' int32 syntax: decimal, or hex after 0x."""
+    return re.fullmatch(r"[+-]?(0[xX][0-9a-fA-F]+|\d+)", text) is not None
+
+
+def _int(text: str) -> int:
+    return int(text, 16) if text.lstrip("+-").lower().startswith("0x") else int(text)
 
 
 # ------------------------------------------------------------------------------------- checks
 def check_values(opts: dict[str, str]) -> None:
     """CheckInputFormat, then the value checks of CheckFlags that need no model."""
-    framework = int(opts.get("framework", "-1"), 0)
+    framework = _int(opts.get("framework", "-1"))
     fmt = opts.get("input_format", "")
     if framework == 5 and fmt and fmt not in ONNX_FORMATS:
         raise invalid(fmt, "--input_format", "only support NCHW, ND, NCDHW in ONNX model")
@@ -182,7 +186,8 @@ def check_values(opts: dict[str, str]) -> None:
             raise invalid(opts[name], f"--{name}", "The value must be one of " + ", ".join(allowed))
     if "precision_mode" in opts and "precision_mode_v2" in opts:
         raise AtcError("E10047", "[--precision_mode] and [--precision_mode_v2] are mutually exclusive.")
-    if "output_type" in opts and opts["output_type"].split(":")[-1] not in OUTPUT_TYPES:
+    # FP16 for every output, or "node:index:FP16;node2:index:FP32"
+    if "output_type" in opts and any(p.split(":")[-1] not in OUTPUT_TYPES for p in opts["output_type"].split(";")):
         raise invalid(opts["output_type"], "--output_type", "The value must be one of " + ", ".join(OUTPUT_TYPES))
     for name in ("save_original_model", "enable_compress_weight", "enable_single_stream"):
         if opts.get(name, "") not in ("", "true", "false"):
@@ -346,7 +351,7 @@ def check_aipp(opts: dict[str, str]) -> dict | None:
         raise invalid(opts["input_format"], "--input_format", "--input_format must be NCHW or NHWC with "
                                                               "--insert_op_conf")
     path = Path(conf)
-    if not path.is_file():
+    if not path.is_file():  # CheckInsertOpConfParamValid; its wording is not recorded
         raise invalid(conf, "--insert_op_conf", "the file does not exist")
     kv = fom.parse_aipp(path.read_text())
     if kv.get("aipp_mode") != "static" or kv.get("input_format") != "RGB888_U8":
@@ -364,7 +369,7 @@ def check(opts: dict[str, str]) -> dict:
     if opts.get("insert_op_conf") and opts.get("dynamic_dims"):
         raise invalid(opts["insert_op_conf"], "--insert_op_conf", "dynamic dims function does not support aipp")
     model = Path(opts["model"])
-    if not model.is_file():
+    if not model.is_file():  # CheckInputPathValid; its wording is not recorded
         raise invalid(opts["model"], "--model", "the path does not exist")
     aipp = check_aipp(opts)
     output = opts["output"]
@@ -397,11 +402,16 @@ def main() -> int:
     if flag_errors:
         sys.stderr.write("".join(e + "\n" for e in flag_errors))
         return 1
+    if any(opts.get(h, "false").lower() in _TRUE for h in ("h", "help", "helpfull", "helpshort")):
+        # gflags' HandleCommandLineHelpFlags shows the usage and exits 1
+        print("usage: ./atc <args>\ngenerate offline model example:\n./atc --model=./alexnet.prototxt "
+              "--weight=./alexnet.caffemodel \n--framework=0 --output=./domi ")
+        return 1
     if opts.get("log", "null") not in LOG:
         print(f"E10010: invalid value for --log:{opts['log']}, only support debug, info, warning, error, null")
         print(FAILED)
         return 255
-    if int(opts.get("mode", "0"), 0) != 0:
+    if _int(opts.get("mode", "0")) != 0:
         print(f"stand-in atc: --mode={opts['mode']} is not implemented (only 0, generate an offline model)")
         return 2
     mode = os.environ.get("FAKE_ATC_MODE", "ok")

@@ -2,7 +2,7 @@
 ``npu-smi info -m`` (FAKE_NPU_SMI_M) fixture; without one it fails like a machine without
 the driver.
 
-Its arguments are checked against npu-smi's documented queries (toolchains.md §1d): ``info``,
+Its arguments are checked against npu-smi's documented queries (the CANN driver guides): ``info``,
 ``info -m``, ``info -l``, ``info -t <type> -i <id> [-c <chip>]``, ``-v``. Only the first two
 have recorded output; the others, and anything else, are refused with one line and exit 1
 (npu-smi's own wording for a bad command is not recorded)."""
