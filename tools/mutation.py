@@ -247,12 +247,16 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
                equivalents: dict[str, str], previous_source: str | None) -> dict:
     from cosmic_ray.work_db import WorkDB, use_db
 
-    t0 = time.monotonic()
-    base = baseline(tree, env, m)
-    timeout = max(args.min_timeout, args.timeout_factor * base)
     cfg = work / f"{name}.toml"
     db = work / f"{name}.sqlite"
     counts_file = work / f"{name}.counts.json"
+    if args.report_only:
+        if not (db.exists() and counts_file.exists()):
+            sys.exit(f"error: no finished session of {name} in {work}")
+        return collect(name, m, db, json.loads(counts_file.read_text()), equivalents)
+    t0 = time.monotonic()
+    base = baseline(tree, env, m)
+    timeout = max(args.min_timeout, args.timeout_factor * base)
     cmd = " ".join(tests_command(m, tree))
     cfg.write_text(f'[cosmic-ray]\nmodule-path = "{tree / m.path}"\ntimeout = {timeout:.1f}\n'
                    f'excluded-modules = []\ntest-command = {json.dumps(cmd)}\n\n'
@@ -265,6 +269,14 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
     # every test file of the previous session still run (new ones may be added)
     resumed = bool(args.resume and db.exists() and previous_source == source and before
                    and before.get("k") == m.k and set(before.get("tests", ())) <= set(tests))
+    if args.dry_run:   # count in a scratch session: the one in --workdir may be resumed later
+        scratch = work / f"{name}.dry.sqlite"
+        scratch.unlink(missing_ok=True)
+        subprocess.run(cr + ["init", str(cfg), str(scratch)], env=env, cwd=tree, check=True, capture_output=True)
+        counts = select(scratch, source, args.operators, args.sample, args.seed)
+        scratch.unlink()
+        print(f"[{name}] baseline {base:.1f}s, {counts['run']} mutants of {counts['generated']}", flush=True)
+        return {"module": name, "file": m.path, **counts}
     if resumed:
         counts = {k: v for k, v in before.items() if k not in ("tests", "k")}
         counts["rerun"] = reopen_survivors(db)
@@ -276,10 +288,17 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
     print(f"[{name}] baseline {base:.1f}s, timeout {timeout:.0f}s, {counts['run']} mutants of "
           f"{counts['generated']}" + (f" (resumed: {counts['rerun']} survivors re-run)" if resumed else ""),
           flush=True)
-    if args.dry_run:
-        return {"module": name, "file": m.path, **counts}
     with open(work / f"{name}.log", "w") as log:
         subprocess.run(cr + ["exec", str(cfg), str(db)], env=env, cwd=tree, check=True, stdout=log, stderr=log)
+    counts.update(tests=tests, k=m.k, resumed=resumed, baseline_s=round(base, 2), timeout_s=round(timeout, 1),
+                  wall_s=round(time.monotonic() - t0, 1))
+    counts_file.write_text(json.dumps(counts))
+    return collect(name, m, db, counts, equivalents)
+
+
+def collect(name: str, m: Module, db: Path, counts: dict, equivalents: dict[str, dict[str, str]]) -> dict:
+    """The outcome of a finished session: counts, score and every survivor."""
+    from cosmic_ray.work_db import WorkDB, use_db
 
     killed = timeout_n = incompetent = 0
     survivors = []
@@ -290,10 +309,10 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
             if result.test_outcome == "survived":
                 mut = item.mutations[0]
                 old, new = changed_lines(result.diff or "")
-                reason = equivalents.get(equivalent_key(m.path, old, new))
+                why = equivalents.get(equivalent_key(m.path, old, new)) or {}
                 survivors.append({"file": m.path, "line": mut.start_pos[0], "operator": mut.operator_name,
                                   "occurrence": mut.occurrence, "old": old, "new": new,
-                                  "equivalent": reason})
+                                  "kind": why.get("kind"), "reason": why.get("reason")})
             elif result.test_outcome == "killed" and result.output == "timeout":
                 timeout_n += 1
             elif result.test_outcome == "incompetent" or result.worker_outcome != "normal":
@@ -301,18 +320,19 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
             else:
                 killed += 1
     survivors.sort(key=lambda s: (s["line"], s["operator"]))
-    n_equiv = sum(1 for s in survivors if s["equivalent"])
+    n_equiv = sum(1 for s in survivors if s["kind"] == "equivalent")
+    n_unworthy = sum(1 for s in survivors if s["kind"] == "not worth killing")
     detected = killed + timeout_n
     total = detected + len(survivors)
-    res = {"module": name, "file": m.path, "tests": list(m.tests), "k": m.k, "resumed": resumed,
-           "baseline_s": round(base, 2),
-           "timeout_s": round(timeout, 1), **counts, "killed": killed, "timeout": timeout_n,
+    res = {"module": name, "file": m.path, **counts, "killed": killed, "timeout": timeout_n,
            "incompetent": incompetent, "survived": len(survivors), "equivalent": n_equiv,
+           "not_worth_killing": n_unworthy, "unexplained": len(survivors) - n_equiv - n_unworthy,
            "score": round(detected / total, 4) if total else None,
            "score_without_equivalents": round(detected / (total - n_equiv), 4) if total - n_equiv else None,
-           "wall_s": round(time.monotonic() - t0, 1), "survivors": survivors}
+           "survivors": survivors}
     print(f"[{name}] killed {killed}, timeout {timeout_n}, survived {len(survivors)} "
-          f"({n_equiv} equivalent), score {res['score']}, {res['wall_s']:.0f}s", flush=True)
+          f"({n_equiv} equivalent, {n_unworthy} not worth killing), score {res['score']}, "
+          f"{res.get('wall_s', 0):.0f}s", flush=True)
     return res
 
 
@@ -325,24 +345,31 @@ def markdown(report: dict) -> str:
              f"Wall time {report['wall_s'] / 60:.1f} min on {report['host']}.", "",
              "Mutants inside type annotations are not run (never evaluated under "
              "`from __future__ import annotations`: equivalent by construction).", "",
-             "| module | generated | run | killed | timeout | survived | equivalent | score | score w/o equiv. |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["modules"]:
+             "Score = (killed + timeout) / run. *Equivalent*: no input can tell the mutant from the code; "
+             "*not worth killing*: observable, but only in cosmetics (drawing, message wording) or in "
+             "values no reference pins; *unexplained*: a test is missing.", "",
+             "| module | generated | run | killed | timeout | survived | equivalent | not worth | unexplained "
+             "| score | score w/o equiv. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [*report["modules"], {**report["total"], "module": "**total**"}]
+    for r in rows:
         lines.append(f"| {r['module']} | {r['generated']} | {r['run']} | {r['killed']} | {r['timeout']} | "
-                     f"{r['survived']} | {r['equivalent']} | {fmt(r['score'])} | "
-                     f"{fmt(r['score_without_equivalents'])} |")
-    t = report["total"]
-    lines += [f"| **total** | {t['generated']} | {t['run']} | {t['killed']} | {t['timeout']} | {t['survived']} | "
-              f"{t['equivalent']} | **{fmt(t['score'])}** | **{fmt(t['score_without_equivalents'])}** |", ""]
+                     f"{r['survived']} | {r['equivalent']} | {r['not_worth_killing']} | {r['unexplained']} | "
+                     f"{fmt(r['score'])} | {fmt(r['score_without_equivalents'])} |")
+    resumed = [r["module"] for r in report["modules"] if r.get("resumed")]
+    if resumed:
+        lines += ["", "Resumed (`--resume`: killed mutants of the previous session kept, survivors re-run): "
+                  + ", ".join(resumed) + "."]
+    lines.append("")
     for r in report["modules"]:
         if not r["survivors"]:
             continue
-        lines += [f"## Survivors in {r['file']}", "", "| line | operator | mutation | equivalent because |",
-                  "|---|---|---|---|"]
+        lines += [f"## Survivors in {r['file']}", "", "| line | operator | mutation | kind | why |",
+                  "|---|---|---|---|---|"]
         for v in r["survivors"]:
             mut = f"`{v['old']}` -> `{v['new']}`".replace("|", "\\|")
-            lines.append(f"| {v['line']} | {v['operator'].split('/')[-1]} | {mut} | "
-                         f"{(v['equivalent'] or '').replace('|', '/')} |")
+            lines.append(f"| {v['line']} | {v['operator'].split('/')[-1]} | {mut} | {v['kind'] or 'unexplained'} | "
+                         f"{(v['reason'] or '').replace('|', '/')} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -363,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true",
                    help="reuse the sessions in --workdir of every module whose source is unchanged: "
                         "its killed mutants stay killed, only the survivors are re-run")
+    p.add_argument("--report-only", action="store_true",
+                   help="only write the report of the finished sessions in --workdir (e.g. after editing "
+                        "tools/mutation_equivalents.json)")
     p.add_argument("--dry-run", action="store_true", help="only count the mutants that would run")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
@@ -380,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     old_tree = args.workdir / "tree"
     previous = {n: (old_tree / MODULES[n].path).read_text() for n in names
                 if args.resume and (old_tree / MODULES[n].path).is_file()}
-    tree = copy_tree(old_tree)
+    tree = old_tree if args.report_only else copy_tree(old_tree)
     env = copy_env(tree)
-    check_shadowing(tree, env, [MODULES[n] for n in names])
+    if not args.report_only:
+        check_shadowing(tree, env, [MODULES[n] for n in names])
     equivalents = json.loads(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
     results = [run_module(n, MODULES[n], tree, args.workdir, env, args, equivalents, previous.get(n))
                for n in names]
@@ -390,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=1))
         return 0
 
-    keys = ("generated", "run", "killed", "timeout", "incompetent", "survived", "equivalent")
+    keys = ("generated", "run", "killed", "timeout", "incompetent", "survived", "equivalent", "not_worth_killing",
+            "unexplained")
     total = {k: sum(r[k] for r in results) for k in keys}
     detected = total["killed"] + total["timeout"]
     n = detected + total["survived"]
@@ -401,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": today, "host": os.uname().nodename, "tool": "cosmic-ray", "tool_version": tool_version,
               "settings": {k: getattr(args, k) for k in ("operators", "sample", "seed", "min_timeout",
                                                           "timeout_factor")},
-              "wall_s": round(time.monotonic() - t0, 1), "total": total, "modules": results}
+              # --report-only: the time the sessions took when they ran
+              "wall_s": round(sum(r.get("wall_s", 0) for r in results) if args.report_only
+                              else time.monotonic() - t0, 1), "total": total, "modules": results}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"mutation-{today}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

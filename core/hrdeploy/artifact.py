@@ -67,6 +67,7 @@ UNHASHED = frozenset({MANIFEST, VERIFY_REPORT})
 REFERENCE_META = "hrdeploy"
 
 _RECONVERT = "re-convert the model, or fetch the artifact again from where it was made"
+_INCOMPLETE = "the artifact folder is incomplete; convert again"
 _REF_HINT = "re-run 'hrdeploy export' / 'hrdeploy convert' to store it again"
 
 # field -> (JSON types allowed, required); None is allowed for every optional field
@@ -83,20 +84,24 @@ _METADATA_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "input": ((dict,), False), "outputs": ((list,), False), "preprocess": ((dict,), False),
     "tolerances": ((dict,), False), "extra_files": ((dict,), False),
 }
-_JSON_NAMES = {str: "a string", dict: "an object", list: "a list", bool: "true or false"}
+_INPUT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "name": ((str,), False), "channels": ((int,), False), "height": ((int,), False), "width": ((int,), False),
+    "gears": ((list,), False), "stride": ((int,), False), "batch": ((int, str), False),
+}
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+               float: "a number", type(None): "null"}
 
 
 # -- validation -------------------------------------------------------------------------------
 def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 def check_fields(doc: Any, where: str, fields: Mapping[str, tuple[tuple[type, ...], bool]],
-                 kind: str = "an hrdeploy manifest") -> dict[str, Any]:
-    """``doc`` if it is a JSON object whose known fields have the types hrdeploy reads them as;
-    else a UserError naming ``where`` (the file), the first wrong field and that it is not a
-    valid ``kind``."""
+                 kind: str = "an hrdeploy manifest", prefix: str = "") -> dict[str, Any]:
+    """``doc`` if it is a JSON object whose known fields (and those of its ``input``) have the
+    types hrdeploy reads them as; else a UserError naming ``where`` (the file), the first wrong
+    field and that it is not a valid ``kind``."""
     def refuse(problem: str) -> UserError:
         return UserError(f"{where} is not {kind}: {problem}", _RECONVERT)
 
@@ -106,16 +111,18 @@ def check_fields(doc: Any, where: str, fields: Mapping[str, tuple[tuple[type, ..
         value = doc.get(key)
         if value is None:
             if required:
-                raise refuse(f"it has no {key!r}")
+                raise refuse(f"it has no {prefix + key!r}")
             continue
         wrong_type = not isinstance(value, types)
         if wrong_type or (required and isinstance(value, str) and not value.strip()):
             want = " or ".join(_JSON_NAMES[t] for t in types)
-            raise refuse(f"{key!r} must be {want}, not {_json_type(value) if wrong_type else 'empty'}")
+            raise refuse(f"{prefix + key!r} must be {want}, not {_json_type(value) if wrong_type else 'empty'}")
     for key in ("files", "extra_files", HASHES):
         for name, value in (doc.get(key) or {}).items():
             if not isinstance(value, str):
                 raise refuse(f"{key}.{name} must be a file name, not {_json_type(value)}")
+    if not prefix and isinstance(doc.get("input"), dict):
+        check_fields(doc["input"], where, _INPUT_FIELDS, kind, prefix="input.")
     return doc
 
 
@@ -196,9 +203,13 @@ def load_reference(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             raise UserError(f"reference file {path} is damaged ({_short(e)})", _REF_HINT) from None
     if not outs:
         raise UserError(f"reference file {path} has no output arrays ('output:NAME')", _REF_HINT)
-    bad = [n for n, a in [("input", x), *outs.items()] if not np.issubdtype(a.dtype, np.number)]
+    bad = [n for n, a in [("input", x), *outs.items()]
+           if not np.issubdtype(a.dtype, np.floating if n == "input" else np.number)]
     if bad or x.ndim != 4 or len(x) == 0:
-        what = f"{bad[0]!r} is not numeric" if bad else f"'input' has shape {list(x.shape)}, not N x C x H x W"
+        if bad:
+            what = f"{bad[0]!r} holds {'no float tensors' if bad[0] == 'input' else 'no numbers'}"
+        else:
+            what = f"'input' has shape {list(x.shape)}, not N x C x H x W"
         raise UserError(f"reference file {path} is not a reference: {what}", _REF_HINT)
     return x, outs
 
@@ -353,7 +364,7 @@ class Artifact:
             return None
         p = self.inside(name, f"files.{role}")
         if required and not p.exists():
-            raise UserError(f"artifact file missing: {p}", "the artifact folder is incomplete; convert again")
+            raise UserError(f"artifact file missing: {p}", _INCOMPLETE)
         return p
 
     def files(self) -> dict[str, Path]:
@@ -381,7 +392,7 @@ class Artifact:
                 p = self.inside(rel, f"a {HASHES} entry")
                 if not p.is_file():
                     if rel in needed:
-                        raise UserError(f"artifact file missing: {p}", "the artifact folder is incomplete; convert again")
+                        raise UserError(f"artifact file missing: {p}", _INCOMPLETE)
                     continue
                 if sha256_file(p) != digest:
                     raise UserError(f"artifact file {rel} does not match the sha256 in {self.path / MANIFEST}: "

@@ -26,6 +26,7 @@ from .errors import UserError
 from .io import atomic_write_json
 from .model import InputSpec
 from .target import ConvertRequest, ConvertResult, TargetOption
+from .toolrun import COMPILE_TIMEOUT
 
 PLAN_FILE = "plan.json"
 PLAN_SCRIPT = "plan.sh"
@@ -155,22 +156,23 @@ def stored_plan(folder: Path) -> dict[str, Any] | None:
     return _read(path) if path.is_file() else None
 
 
-def plan_request(doc: Mapping[str, Any], folder: Path, log: Callable[[str], None] = print) -> ConvertRequest:
+def plan_request(doc: Mapping[str, Any], folder: Path, log: Callable[[str], None] = print,
+                 step_timeout: float | None = COMPILE_TIMEOUT) -> ConvertRequest:
     """The request ``convert`` got, rebuilt from a plan in ``folder`` (wherever it now is), to
-    run for real."""
+    run for real; each tool step may take ``step_timeout`` seconds."""
     return ConvertRequest(
         onnx_path=folder / SOURCE_ONNX, out_dir=folder, model=doc["model"], variant=doc["variant"],
         task=doc["task"], input=InputSpec.from_dict(doc["input"]), preprocess=doc["preprocess"],
         precision=doc["precision"], batch_sizes=list(doc["batch_sizes"]), options=doc["options"],
-        dry_run=False, log=log)
+        dry_run=False, log=log, step_timeout=step_timeout)
 
 
 def execute_plan(doc: dict[str, Any], folder: Path, execute: Execute,
-                 log: Callable[[str], None] = print) -> ConvertResult:
+                 log: Callable[[str], None] = print, step_timeout: float | None = COMPILE_TIMEOUT) -> ConvertResult:
     """Run a plan's jobs with the target's ``execute`` (the same function its ``convert`` ends
     with) and put the commands that ran, with exit codes and durations, into
     ``result.extra["commands"]``, where ``convert --from-plan`` takes them for the manifest."""
-    request = plan_request(doc, folder, log)
+    request = plan_request(doc, folder, log, step_timeout)
     result = execute(doc, folder, request)
     result.extra["commands"] = request.commands
     return result

@@ -25,22 +25,28 @@ def report_path(artifact: Artifact) -> Path:
     return artifact.path.with_suffix(".verify.json")
 
 
-def _reference_file(artifact: Artifact) -> Path:
+Reference = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def stored_reference(artifact: Artifact) -> Reference:
+    """The artifact's reference inputs and outputs, refused (exit 2) when absent, damaged or
+    not stored for this artifact's input and outputs."""
     ref_file = artifact.file("reference", required=False)
     if ref_file is None or not ref_file.is_file():
         raise UserError(f"{artifact.path} carries no reference outputs",
                         "re-run 'hrdeploy export' / 'hrdeploy convert' with this version to store them")
-    return ref_file
+    x, stored = load_reference(ref_file)
+    artifact.check_reference(x, stored)
+    return x, stored
 
 
-def reference_report(session: Session) -> ParityReport:
+def reference_report(session: Session, reference: Reference | None = None) -> ParityReport:
     """Run the artifact's stored reference inputs on the session's runner and compare with the
     stored onnxruntime fp32 outputs, per output and at task level. A reference that cannot
     belong to the artifact (other input shape, other outputs) is a UserError, exit 2: a breach
     (exit 1) is reserved for a model that runs and differs."""
     artifact = session.artifact
-    x, stored = load_reference(_reference_file(artifact))
-    artifact.check_reference(x, stored)
+    x, stored = reference or stored_reference(artifact)
     got = run_arrays(session.runner, x)
     by_name = dict(zip(session.runner.output_names, got))
     outputs = list(session.variant.outputs)
@@ -66,11 +72,10 @@ def verify(registry: Registry, model_file: Path, device: str | None = None,
            target_options: dict[str, Any] | None = None) -> tuple[ParityReport, dict[str, Any], Path]:
     artifact = Artifact.load(model_file)
     # a missing, damaged or foreign reference is refused before a device opens or a simulator starts
-    x, stored = load_reference(_reference_file(artifact))
-    artifact.check_reference(x, stored)
+    reference = stored_reference(artifact)
     session = open_session(registry, model_file, device=device, target_options=target_options)
     with session.runner:
-        report = reference_report(session)
+        report = reference_report(session, reference)
         label, simulated = session.runner.label, session.runner.simulated
     doc = {"artifact": str(artifact.path), "model": artifact.model, "variant": artifact.variant,
            "target": artifact.target, "precision": artifact.precision, "runner": label, "simulated": simulated,

@@ -27,7 +27,7 @@ from hrdeploy.normalise import Normalisation
 from hrdeploy.plan import (SOURCE_ONNX, execute_plan, flag, from_plan_hint, load_plan, option_values, place_source,
                            plan_files, plan_header, planned_note, stored_plan, write_plan, write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from hrdeploy.toolrun import MEASURE_TIMEOUT, run_tool
+from hrdeploy.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import probe as probe_mod
 from .commands import ATC, LOG_LEVELS, SET_ENV, AtcPlan, ais_bench_argv, aipp_config, aipp_normalisation, plan_atc
@@ -194,7 +194,8 @@ class AscendTarget(Target):
                              batch_sizes=list(atc["batch_sizes"]),
                              sizes=[tuple(s) for s in atc["sizes"]], checks=checks, extra=extra)
 
-    def run_plan(self, artifact: Artifact | Path | str, log: Any = print) -> ConvertResult:
+    def run_plan(self, artifact: Artifact | Path | str, log: Any = print,
+                 step_timeout: float | None = COMPILE_TIMEOUT) -> ConvertResult:
         """Compile a ``convert --dry-run`` artifact where the toolkit is (``hrdeploy convert
         --from-plan``): run its recorded ATC jobs in the folder, check their outputs, and return
         what ``convert`` would have returned. ``result.extra["commands"]`` holds the executed
@@ -209,7 +210,7 @@ class AscendTarget(Target):
             socs = {c.soc for c in local.chips if c.soc}
             if socs and plan_doc["soc"] not in socs:
                 log(f"note: the plan compiles for {plan_doc['soc']}, this machine has {', '.join(sorted(socs))}")
-        return execute_plan(plan_doc, folder, self._execute, log)
+        return execute_plan(plan_doc, folder, self._execute, log, step_timeout)
 
     # -- run ---------------------------------------------------------------------------------------
     @staticmethod

@@ -12,7 +12,7 @@ from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.plan import execute_plan, from_plan_hint, load_plan, option_values
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from hrdeploy.toolrun import MEASURE_TIMEOUT, run_tool
+from hrdeploy.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import commands as C
 from . import conversion
@@ -112,7 +112,8 @@ class SophonTarget(Target):
         doc = conversion.prepare(request, chip, opts, self.name)
         return conversion.execute(doc, request.out_dir, request, tc)
 
-    def run_plan(self, artifact: Artifact | Path | str, log: Any = print) -> ConvertResult:
+    def run_plan(self, artifact: Artifact | Path | str, log: Any = print,
+                 step_timeout: float | None = COMPILE_TIMEOUT) -> ConvertResult:
         """Compile a ``convert --dry-run`` folder on a machine with TPU-MLIR (``hrdeploy convert
         --from-plan``): run its recorded steps in the folder and return what ``convert`` would
         have; ``result.extra["commands"]`` holds the commands that ran."""
@@ -120,7 +121,7 @@ class SophonTarget(Target):
         tc = find_toolchain()
         if tc is None:
             raise ToolchainMissing("TPU-MLIR is not installed", INSTALL_HINT)
-        return execute_plan(doc, folder, lambda d, out, req: conversion.execute(d, out, req, tc), log)
+        return execute_plan(doc, folder, lambda d, out, req: conversion.execute(d, out, req, tc), log, step_timeout)
 
     # -- run ---------------------------------------------------------------------------------------
     def open(self, artifact: Artifact, device: str | None = None, options: dict[str, Any] | None = None) -> Runner:

@@ -27,7 +27,7 @@ from hrdeploy.plan import (PLAN_FILE, SOURCE_ONNX, execute_plan, flag, from_plan
                            option_values, place_source, plan_files, plan_header, planned_note, stored_plan, write_plan,
                            write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from hrdeploy.toolrun import MEASURE_TIMEOUT, run_tool
+from hrdeploy.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import probe as probe_mod
 from .configs import (GENERATIONS, QUANT_MODES, SETUP_HINT, VAMC, VAMP, CalibSet, cmd, model_info, output_prefix,
@@ -239,13 +239,14 @@ class VastaiTarget(Target):
         return ConvertResult(files=files, toolchain={"name": f"vamc {generation}", "version": probe_mod.vamc_version()},
                              batch_sizes=None, sizes=[tuple(b["size"]) for b in builds], checks=checks, extra=extra)
 
-    def run_plan(self, artifact: Artifact | Path | str, log: Any = print) -> ConvertResult:
+    def run_plan(self, artifact: Artifact | Path | str, log: Any = print,
+                 step_timeout: float | None = COMPILE_TIMEOUT) -> ConvertResult:
         """Compile a ``convert --dry-run`` artifact where vamc is (``hrdeploy convert --from-plan``);
         same contract as the Ascend target's: ``result.extra["commands"]`` holds what ran."""
         folder, plan_doc = load_plan(artifact, PLAN_FORMAT, "a VastAI plan", self.name)
         if probe_mod.which(VAMC) is None:
             raise ToolchainMissing("vamc not found: the VastAI compiler is not installed on this machine", SETUP_HINT)
-        return execute_plan(plan_doc, folder, self._execute, log)
+        return execute_plan(plan_doc, folder, self._execute, log, step_timeout)
 
     # -- run ---------------------------------------------------------------------------------------
     @staticmethod
