@@ -157,10 +157,13 @@ def test_an_edited_model_file_is_refused_by_every_command(art, tmp_path, run_cli
     assert not (art / "verify.json").exists()
 
 
-def test_an_edited_variant_or_input_is_refused(art, tmp_path, run_cli):
+def test_an_edited_variant_input_precision_or_preprocessing_is_refused(art, tmp_path, run_cli):
     original = _manifest(art)
+    looser = {**original["preprocess"], "mean": [0.5, 0.5, 0.5]}
     for field, value, words in [("variant", "w32", ("variant 'w18' in the reference", "'w32' in the manifest")),
-                                ("input", {**original["input"], "name": "pixels"}, ("input name",))]:
+                                ("input", {**original["input"], "name": "pixels"}, ("input name",)),
+                                ("precision", "int8", ("precision 'fp32' in the reference",)),
+                                ("preprocess", looser, ("preprocess mean", "[0.5, 0.5, 0.5] in the manifest"))]:
         _write_manifest(art, {**original, field: value})
         _all_refuse(run_cli, tmp_path, art, "reference.npz does not belong to", *words)
 
@@ -235,6 +238,8 @@ def test_a_reference_of_the_wrong_shape_is_exit_2(art, tmp_path, run_cli):
     (lambda m: {**m, "files": ["model.onnx"]}, ("'files' must be an object, not a list",)),
     (lambda m: {**m, "variant": 18}, ("'variant' must be a string, not a number",)),
     (lambda m: {**m, "files": {**m["files"], "model": 3}}, ("files.model must be a file name",)),
+    (lambda m: {**m, "target_options": None}, ("'target_options' must be an object, not null",)),
+    (lambda m: {**m, "input": {**m["input"], "channels": "3"}}, ("'input.channels' must be a number",)),
 ])
 def test_a_malformed_manifest_is_exit_2_for_every_command(art, tmp_path, run_cli, edit, words):
     _write_manifest(art, edit(_manifest(art)))

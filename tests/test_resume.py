@@ -313,6 +313,9 @@ def test_a_partial_file_of_an_older_hrdeploy_is_refused(colour_model, tmp_path, 
                                '{"id": "ILSVRC2012_val_00000001.JPEG", "prediction": {"top_k": []}}\n')
     args = ("eval", colour_model, "--data", f"imagenet:{tmp_path / 'd'}", "-o", out)
     assert "older hrdeploy" in one_error_line(run_cli(*args, "--resume"))
+    partial_of(out).write_text('{"format": "hrdeploy-eval-partial/2", "run": "x", "identity": {"options": '
+                               '[1]}}\n{"id": "a", "prediction": {}}\n')
+    assert "its run header is damaged" in one_error_line(run_cli(*args, "--resume"))
     assert "contradict" in one_error_line(run_cli(*args, "--resume", "--restart"))
     assert run_cli(*args, "--restart").code == 0 and not partial_of(out).exists()
 
@@ -333,3 +336,24 @@ def test_prediction_checks_of_the_core_metrics() -> None:
     assert "keypoints" in pose.check_prediction({"people": [{**person, "keypoints": [[0, 0, 0]] * 16}]})
     assert "score" in pose.check_prediction({"people": [{**person, "score": None}]})
     assert "people" in pose.check_prediction({"top_k": []})
+
+
+def test_the_batch_is_part_of_the_run_only_for_compiled_batch_sizes() -> None:
+    from types import SimpleNamespace
+
+    from hrdeploy.resume import RunIdentity, describe_changes, run_options
+
+    def session(batch_sizes: Any) -> Any:
+        return SimpleNamespace(spec=SimpleNamespace(name="m"), variant=SimpleNamespace(name="v"),
+                               target=SimpleNamespace(name="t"), options={"threads": 2, "mode": "x"},
+                               artifact=SimpleNamespace(precision="fp16", sizes=None),
+                               runner=SimpleNamespace(sizes=None, batch_sizes=batch_sizes))
+
+    dynamic = run_options(session(None), {}, {}, 8, None)
+    assert dynamic["batch"] is None and dynamic == run_options(session(None), {}, {}, 1, None)
+    assert dynamic["target options"] == {"mode": "x"}          # threads pick a speed, not a prediction
+    static8, static1 = (run_options(session((1, 4)), {}, {}, b, None) for b in (8, 1))
+    assert (static8["batch"], static1["batch"]) == (4, 1)        # the compiled size actually run
+    old = RunIdentity({}, {}, static8).to_dict()
+    assert describe_changes(old, RunIdentity({}, {}, static1)) == (
+        "--batch changed: the interrupted run used batch 4 of this artifact's compiled sizes, this one 1")

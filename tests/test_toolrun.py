@@ -4,7 +4,6 @@ the tests see what a user would: output in the log, a hung tool stopped at its t
 Ctrl-C or SIGTERM to hrdeploy reaching the whole tool, with nothing left running."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,32 +13,15 @@ from pathlib import Path
 
 import pytest
 
+import hung_tool
+from hung_tool import gone, signals, tool_pids
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.target import ConvertRequest
 from hrdeploy.toolrun import run_tool
 
-#: the stand-in tool: ``tool.py MODE RECORD``; it writes "pids TOOL HELPER" to RECORD once its
-#: helper runs, then sleeps. MODE "polite" exits on SIGINT/SIGTERM (recording the signal),
-#: "stubborn" records them and goes on sleeping (only SIGKILL stops it).
-TOOL = textwrap.dedent("""
-    import os, signal, subprocess, sys, time
-    mode, record = sys.argv[1], sys.argv[2]
-
-    def note(sig, frame):
-        with open(record, "a") as f:
-            f.write(signal.Signals(sig).name + "\\n")
-        if mode == "polite":
-            sys.exit(0)
-
-    signal.signal(signal.SIGINT, note)
-    signal.signal(signal.SIGTERM, note)
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    print("compiling", flush=True)
-    with open(record, "a") as f:
-        f.write(f"pids {os.getpid()} {helper.pid}\\n")
-    while True:
-        time.sleep(0.05)
-""")
+#: the stand-in tool (``hung_tool.py MODE RECORD``): starts a helper, records the signals it
+#: gets; "polite" exits on SIGINT/SIGTERM, "stubborn" only dies of SIGKILL
+HUNG_TOOL = Path(hung_tool.__file__)
 
 #: runs run_tool on the stand-in in a process of its own, so the test can signal "hrdeploy"
 DRIVER = textwrap.dedent("""
@@ -57,43 +39,8 @@ DRIVER = textwrap.dedent("""
 
 
 @pytest.fixture
-def tool(tmp_path: Path) -> Path:
-    path = tmp_path / "tool.py"
-    path.write_text(TOOL)
-    return path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie has ended; it waits only for its parent (here: init) to collect it
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _pids(record: Path, timeout: float = 30.0) -> tuple[int, int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = record.read_text().splitlines() if record.exists() else []
-        for line in lines:
-            if line.startswith("pids "):
-                tool_pid, helper_pid = line.split()[1:]
-                return int(tool_pid), int(helper_pid)
-        time.sleep(0.02)
-    raise AssertionError(f"the stand-in tool never started: {record}")
-
-
-def _gone(*pids: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(_alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
+def tool() -> Path:
+    return HUNG_TOOL
 
 
 def test_output_goes_to_the_log_and_to_the_caller(tmp_path):
@@ -129,11 +76,10 @@ def test_a_hung_tool_is_stopped_at_its_timeout_with_one_line(tool, tmp_path, mod
     assert "\n" not in message
     assert message.startswith("atc batch 1 did not finish within 2 s and was stopped; log: ")
     assert str(log) in message and "--step-timeout" in message
-    tool_pid, helper_pid = _pids(record)
-    assert _gone(tool_pid, helper_pid, timeout=1.0), "the tool or its helper outlived the timeout"
-    signals = [ln for ln in record.read_text().splitlines() if not ln.startswith("pids")]
+    tool_pid, helper_pid = tool_pids(record)
+    assert gone(tool_pid, helper_pid, timeout=1.0), "the tool or its helper outlived the timeout"
     # SIGINT first (a tool's own clean-up); the stubborn one then got SIGTERM and was killed
-    assert signals == (["SIGINT"] if mode == "polite" else ["SIGINT", "SIGTERM"])
+    assert signals(record) == (["SIGINT"] if mode == "polite" else ["SIGINT", "SIGTERM"])
     assert "compiling" in log.read_text()
     assert time.monotonic() - t0 < 20
 
@@ -146,7 +92,7 @@ def test_a_signal_to_hrdeploy_is_forwarded_to_the_tool_and_waited_for(tool, tmp_
     proc = subprocess.Popen([sys.executable, str(driver), str(tool), "polite", str(record), str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        tool_pid, helper_pid = _pids(record)
+        tool_pid, helper_pid = tool_pids(record)
         proc.send_signal(sig)  # to hrdeploy only: the tool is in a process group of its own
         out, err = proc.communicate(timeout=30)
     finally:
@@ -154,8 +100,8 @@ def test_a_signal_to_hrdeploy_is_forwarded_to_the_tool_and_waited_for(tool, tmp_
             proc.kill()
     assert proc.returncode == 130 and "KeyboardInterrupt re-raised" in out, (out, err)
     # the tool got a SIGINT, as Ctrl-C in a terminal would have given it, and ended on it
-    assert [ln for ln in record.read_text().splitlines() if not ln.startswith("pids")] == ["SIGINT"]
-    assert _gone(tool_pid, helper_pid, timeout=1.0), "an orphan of the tool is still running"
+    assert signals(record) == ["SIGINT"]
+    assert gone(tool_pid, helper_pid, timeout=1.0), "an orphan of the tool is still running"
 
 
 def test_a_tool_that_ignores_sigint_and_sigterm_is_killed(tool, tmp_path):
@@ -165,15 +111,15 @@ def test_a_tool_that_ignores_sigint_and_sigterm_is_killed(tool, tmp_path):
     proc = subprocess.Popen([sys.executable, str(driver), str(tool), "stubborn", str(record), str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        tool_pid, helper_pid = _pids(record)
+        tool_pid, helper_pid = tool_pids(record)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, (out, err)
-    assert [ln for ln in record.read_text().splitlines() if not ln.startswith("pids")] == ["SIGINT", "SIGTERM"]
-    assert _gone(tool_pid, helper_pid, timeout=1.0)
+    assert signals(record) == ["SIGINT", "SIGTERM"]
+    assert gone(tool_pid, helper_pid, timeout=1.0)
 
 
 def test_helpers_a_tool_leaves_behind_do_not_outlive_its_step(tmp_path):
@@ -183,7 +129,7 @@ def test_helpers_a_tool_leaves_behind_do_not_outlive_its_step(tmp_path):
               f"open({str(pid_file)!r}, 'w').write(str(p.pid)); print('done')")
     proc = run_tool([sys.executable, "-c", script], step="tool", timeout=60, grace=0.5)
     assert proc.returncode == 0 and proc.stdout == "done\n"
-    assert _gone(int(pid_file.read_text()), timeout=1.0)
+    assert gone(int(pid_file.read_text()), timeout=1.0)
 
 
 def test_convert_request_run_applies_its_step_timeout(tool, tmp_path):
@@ -196,4 +142,4 @@ def test_convert_request_run_applies_its_step_timeout(tool, tmp_path):
                     step="atc bs8")
     entry = request.commands[-1]
     assert entry["log"] == str(tmp_path / "bs8.log") and "returncode" not in entry
-    assert _gone(*_pids(tmp_path / "record.txt"), timeout=1.0)
+    assert gone(*tool_pids(tmp_path / "record.txt"), timeout=1.0)

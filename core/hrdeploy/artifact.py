@@ -21,7 +21,8 @@ What the hashes protect, and what they do not:
 * an artifact folder: ``convert`` records the sha256 of every file in it (``manifest.json``
   and ``verify.json`` aside) under ``"sha256"``; predict, eval, bench and verify refuse a file
   that changed since (an edited or swapped model, reference, config). The reference records
-  the model, variant, input and outputs it was stored for, so an edited manifest is refused too.
+  the model, variant, task, target, precision, preprocessing, input and outputs it was stored
+  for, so a manifest edited in any of them is refused too.
   A recorded file that is gone is refused only when the manifest needs it by role. Manifests
   from before hashes were recorded open as before. The hashes detect accidents and mix-ups;
   they are no signature: whoever can rewrite the manifest can rewrite them.
@@ -33,8 +34,9 @@ What the hashes protect, and what they do not:
   another export's reference. The metadata must also name the graph's own input and shape.
   Extra files named by the metadata (a rescoring net) are not hashed, only contained.
 
-Hashing reads every file once per open, in 1 MiB chunks: about 0.14 s for an HRNet-W18
-artifact (86 MB) on the development box.
+Hashing reads every file once per open, in 1 MiB chunks: 0.13-0.24 s for an HRNet-W18
+artifact (86 MB, warm page cache) on the shared 2-core development box, against about 4 s
+for a whole ``verify`` of it.
 """
 from __future__ import annotations
 
@@ -68,25 +70,31 @@ REFERENCE_META = "hrdeploy"
 
 _RECONVERT = "re-convert the model, or fetch the artifact again from where it was made"
 _INCOMPLETE = "the artifact folder is incomplete; convert again"
+#: what a reference records of the artifact it was stored for (besides input and outputs):
+#: a manifest edited in any of them (another variant, a looser precision, other normalisation)
+#: no longer matches its reference
+_REFERENCE_FIELDS = ("model", "variant", "task", "target", "precision", "preprocess")
 _REF_HINT = "re-run 'hrdeploy export' / 'hrdeploy convert' to store it again"
 
-# field -> (JSON types allowed, required); None is allowed for every optional field
+_NULL = type(None)
+# field -> (JSON types allowed, required); null only where hrdeploy itself writes it
 _MANIFEST_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "model": ((str,), True), "variant": ((str,), True), "files": ((dict,), True),
     "task": ((str,), False), "target": ((str,), False), "precision": ((str,), False),
-    "input": ((dict,), False), "outputs": ((list,), False), "preprocess": ((dict,), False),
-    "tolerances": ((dict,), False), "batch_sizes": ((list,), False), "sizes": ((list,), False),
+    "input": ((dict,), False), "outputs": ((list,), False), "preprocess": ((dict, _NULL), False),
+    "tolerances": ((dict,), False), "batch_sizes": ((list, _NULL), False), "sizes": ((list, _NULL), False),
     "target_options": ((dict,), False), "conversion": ((dict,), False), HASHES: ((dict,), False),
     "dry_run": ((bool,), False),
 }
 _METADATA_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "model": ((str,), True), "variant": ((str,), True), "task": ((str,), False),
-    "input": ((dict,), False), "outputs": ((list,), False), "preprocess": ((dict,), False),
+    "input": ((dict,), False), "outputs": ((list,), False), "preprocess": ((dict, _NULL), False),
     "tolerances": ((dict,), False), "extra_files": ((dict,), False),
 }
 _INPUT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "name": ((str,), False), "channels": ((int,), False), "height": ((int,), False), "width": ((int,), False),
-    "gears": ((list,), False), "stride": ((int,), False), "batch": ((int, str), False),
+    "name": ((str,), False), "channels": ((int,), False), "height": ((int, _NULL), False),
+    "width": ((int, _NULL), False), "gears": ((list,), False), "stride": ((int,), False),
+    "batch": ((int, str), False),
 }
 _JSON_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
                float: "a number", type(None): "null"}
@@ -108,14 +116,14 @@ def check_fields(doc: Any, where: str, fields: Mapping[str, tuple[tuple[type, ..
     if not isinstance(doc, dict):
         raise refuse(f"it holds {_json_type(doc)}, not an object")
     for key, (types, required) in fields.items():
-        value = doc.get(key)
-        if value is None:
+        if key not in doc:
             if required:
                 raise refuse(f"it has no {prefix + key!r}")
             continue
+        value = doc[key]
         wrong_type = not isinstance(value, types)
         if wrong_type or (required and isinstance(value, str) and not value.strip()):
-            want = " or ".join(_JSON_NAMES[t] for t in types)
+            want = " or ".join(_JSON_NAMES[t] for t in types if t is not _NULL)
             raise refuse(f"{prefix + key!r} must be {want}, not {_json_type(value) if wrong_type else 'empty'}")
     for key in ("files", "extra_files", HASHES):
         for name, value in (doc.get(key) or {}).items():
@@ -153,7 +161,7 @@ def reference_meta(doc: Mapping[str, Any], onnx_sha256: str | None = None) -> di
     """What a reference file is stored for, from a manifest or export metadata; an exported
     ``.ref.npz`` also records the sha256 of the ``.onnx`` it was computed with (the ONNX file
     cannot carry a hash of itself, so the hash goes the other way)."""
-    meta = {k: doc.get(k) for k in ("model", "variant", "task", "input", "outputs")}
+    meta = {k: doc.get(k) for k in _REFERENCE_FIELDS + ("input", "outputs")}
     if onnx_sha256:
         meta["onnx_sha256"] = onnx_sha256
     return meta
@@ -233,16 +241,25 @@ _INPUT_KEYS = ("name", "channels", "height", "width")
 
 
 def _disagreement(meta: Mapping[str, Any], doc: Mapping[str, Any]) -> str | None:
-    """The first field where a reference's meta and a manifest disagree, as 'X here, Y there'."""
-    for key in ("model", "variant"):
-        if meta.get(key) != doc.get(key):
-            return f"{key} {meta.get(key)!r} in the reference, {doc.get(key)!r} in the manifest"
+    """The first field where a reference's meta and a manifest disagree, as 'X in the
+    reference, Y in the manifest'. A field the reference does not record is not compared (an
+    exported .ref.npz has no target); of the input, only what the reference arrays depend on."""
+    pairs: list[tuple[str, Any, Any]] = []
+    for key in _REFERENCE_FIELDS:
+        if meta.get(key) is None:
+            continue
+        if key == "preprocess" and isinstance(meta[key], dict) and isinstance(doc.get(key), dict):
+            pairs += [(f"preprocess {k}", meta[key].get(k), doc[key].get(k))
+                      for k in sorted(set(meta[key]) | set(doc[key]))]
+        else:
+            pairs.append((key, meta[key], doc.get(key)))
     ref_in, doc_in = meta.get("input") or {}, doc.get("input") or {}
-    for key in _INPUT_KEYS:
-        if key in ref_in and key in doc_in and ref_in[key] != doc_in[key]:
-            return f"input {key} {ref_in[key]!r} in the reference, {doc_in[key]!r} in the manifest"
-    if meta.get("outputs") and doc.get("outputs") and list(meta["outputs"]) != list(doc["outputs"]):
-        return f"outputs {meta['outputs']} in the reference, {doc['outputs']} in the manifest"
+    pairs += [(f"input {k}", ref_in[k], doc_in[k]) for k in _INPUT_KEYS if k in ref_in and k in doc_in]
+    if meta.get("outputs") and doc.get("outputs"):
+        pairs.append(("outputs", list(meta["outputs"]), list(doc["outputs"])))
+    for label, ref, mine in pairs:
+        if ref != mine:
+            return f"{label} {ref!r} in the reference, {mine!r} in the manifest"
     return None
 
 

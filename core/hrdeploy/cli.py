@@ -208,6 +208,7 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
            opset: int = typer.Option(17, "--opset", min=7, help="ONNX opset."),
            ref_images: Optional[Path] = typer.Option(None, "--ref-images", help="Images for the reference set stored with the file."),
            strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (exit 1) when ONNX Runtime breaches the tolerance."),
+           force: bool = typer.Option(False, "--force", help="Replace an existing -o file (and its .ref.npz)."),
            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model export option KEY=VALUE (e.g. rescore=PATH for dekr).")) -> None:
     """Export a model to ONNX and check ONNX Runtime against PyTorch on the same input."""
     from .export import export as do_export
@@ -219,9 +220,14 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
     var = spec.variant(variant)
     if output.suffix.lower() != ".onnx":
         raise UserError(f"-o must name an .onnx file, got {output}")
-    from .io import check_output_file
+    from .artifact import reference_path_for_onnx
+    from .outputs import check_replace_file
 
-    check_output_file(output, "-o")  # before minutes of tracing and checking
+    # before minutes of tracing and checking: never over an input (a file named by --opt is
+    # one), nor over an existing file without --force
+    named = [Path(v) for v in _model_options(opts).values() if isinstance(v, str) and Path(v).exists()]
+    check_replace_file(output, [weights, ref_images, *named], force=force, option="-o",
+                       also=[reference_path_for_onnx(output)])
     try:
         rep = do_export(spec, var, output, weights=weights, random_weights=random_weights, seed=seed, batch=batch,
                         opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None,
@@ -251,7 +257,8 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (int8)."),
             calib_count: int = typer.Option(100, "--calib-count", min=1, help="How many calibration images."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Write the plan and print the commands; run nothing."),
-            force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder."),
+            force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder (only one hrdeploy wrote, or an empty one)."),
+            step_timeout: Optional[float] = typer.Option(None, "--step-timeout", metavar="SECONDS", help="Stop a vendor tool step (atc, model_deploy, vamc...) that runs longer than this (default 4 h; 0: no limit)."),
             strict: bool = typer.Option(True, "--strict/--no-strict", help="Exit 1 when the converted model breaches its tolerance."),
             toolchain_verdict: str = typer.Option("record", "--toolchain-verdict", help="record: the vendor tools' own similarity verdicts are recorded and printed, hrdeploy's tolerance decides; decide: a failed vendor verdict is a breach too (exit 1, artifact kept)."),
             chip: Optional[str] = typer.Option(None, "--chip", help="Sophon chip (bm1684, bm1684x)."),
@@ -270,7 +277,8 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
     if from_plan is not None:
         if onnx_file is not None or output is not None:
             raise UserError("--from-plan takes the plan folder only (no ONNX file, no -o)")
-        art = convert_from_plan(reg, from_plan, device=device, log=_log, toolchain_verdict=toolchain_verdict)
+        art = convert_from_plan(reg, from_plan, device=device, log=_log, toolchain_verdict=toolchain_verdict,
+                                step_timeout=step_timeout)
         _print_convert(art, dry_run=False, target=art.target, output=from_plan, strict=strict)
         return
     if onnx_file is None or output is None:
@@ -284,7 +292,7 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
     art = do_convert(reg, onnx_file, target, output, precision=precision.lower(), batch=batch, calib_dir=calib,
                      calib_count=calib_count, dry_run=dry_run, force=force,
                      target_options=_target_options(sets, **named), model_options=_model_options(opts), log=_log,
-                     toolchain_verdict=toolchain_verdict)
+                     toolchain_verdict=toolchain_verdict, step_timeout=step_timeout)
     _print_convert(art, dry_run, target, output, strict)
 
 
@@ -350,6 +358,13 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
     check_output_file(json_out, "--json")
     session = _open(model_file, device, sets, threads)
     paths = collect_images(images)
+    from .outputs import check_vis_folder, refuse_overlap
+
+    inputs = [model_file, *images, *paths]
+    if vis is not None:
+        check_vis_folder(vis, inputs)  # drawings never replace (or join) the images they are drawn from
+    if json_out is not None and not _is_stdout(json_out):
+        refuse_overlap(json_out, inputs, "--json")
     with session.runner:
         pipeline = session.pipeline(_model_options(opts, boxes=str(boxes) if boxes else None, flip=flip,
                                                    scales=scales))
@@ -566,11 +581,7 @@ def samples(output: Path = typer.Argument(..., help="Folder to write the images 
 def toolchain_install(target: str = typer.Argument(..., help="Target whose toolchain to provision (e.g. sophon)."),
                       python: Optional[str] = typer.Option(None, "--python", help="Interpreter for the toolchain environment.")) -> None:
     """Create the toolchain environment a target needs (e.g. TPU-MLIR in a Python 3.10 venv)."""
-    tgt = _registry().target(target)
-    installer = getattr(tgt, "install_toolchain", None)
-    if installer is None:
-        raise UserError(f"target {target!r} has no installable toolchain", tgt.setup_hint or "see its documentation")
-    out.print(installer(python))
+    out.print(_registry().target(target).install_toolchain(python), highlight=False)
 
 
 # -- plugins -------------------------------------------------------------------------------------

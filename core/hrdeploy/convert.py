@@ -16,9 +16,11 @@ from .errors import ToolchainMissing, UserError
 from .export import reference_inputs, run_onnx
 from .io import atomic_write_json, list_images, read_image
 from .model import ModelSpec, Sample, SampleRef, Variant
+from .outputs import check_output_folder, discard_created, prepare_output_folder
 from .parity import compare
 from .plugins import Registry
 from .target import ConvertRequest, Target, sha256_file
+from .toolrun import step_timeout as timeout_option
 from .validate import batch_sizes
 
 
@@ -63,11 +65,13 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
             batch: str | None = None, calib_dir: Path | None = None, calib_count: int = 100,
             dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
             model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-            toolchain_verdict: str = "record") -> Artifact:
+            toolchain_verdict: str = "record", step_timeout: float | None = None) -> Artifact:
     """Convert ``onnx_path`` for ``target_name`` into the artifact folder ``out_dir`` and check
     its parity. ``toolchain_verdict``: "record" (the vendor tools' own similarity verdicts are
     recorded and printed; hrdeploy's tolerance decides) or "decide" (a failed vendor verdict is
-    a parity breach too)."""
+    a parity breach too). ``step_timeout``: seconds each vendor tool step may run (None: the
+    default of :mod:`hrdeploy.toolrun`, 0: no limit). ``out_dir`` must be new or empty, or an
+    artifact of hrdeploy's with ``force`` (:mod:`hrdeploy.outputs`)."""
     _check_verdict_policy(toolchain_verdict)
     src = Artifact.load(onnx_path)
     if src.is_folder:
@@ -77,68 +81,63 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
     target: Target = registry.target(target_name)
     if precision not in target.precisions:
         raise UserError(f"target {target.name!r} does not support {precision}", "choose " + ", ".join(target.precisions))
-    opts = dict(target_options or {})
-    unknown = set(opts) - set(target.options)
-    if unknown:
-        raise UserError(f"target {target.name!r} has no option {', '.join(sorted(unknown))}",
-                        "its options: " + (", ".join(target.options) or "none"))
+    opts = target.check_options(target_options)
+    timeout = timeout_option(step_timeout)
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise UserError(f"output folder {out_dir} exists and is not empty", "choose another -o or pass --force")
+    # what this conversion reads: never written over, nor removed by --force
+    inputs = [Path(onnx_path), *src.files().values(), calib_dir]
+    check_output_folder(out_dir, inputs, force=force)
     calib = list_images(calib_dir) if calib_dir else []
     if calib_dir and not calib:
         raise UserError(f"no images in --calib {calib_dir}")
     batches = parse_batches(batch, variant)
     model_opts = dict(model_options or {})
 
+    ref_x, ref_source = _reference_set(spec, variant, src, calib, calib_count, model_opts)
     # the manifest is written last, so a folder without one is never taken for an artifact;
     # a failed conversion removes what it wrote (recorded paths stay the final ones for --from-plan)
-    if out_dir.exists() and force:
-        shutil.rmtree(out_dir)
+    folder = prepare_output_folder(out_dir, inputs, force=force)
     work = out_dir
-    work.mkdir(parents=True, exist_ok=True)
-    ref_x, ref_source = _reference_set(spec, variant, src, calib, calib_count, model_opts)
     request = ConvertRequest(
         onnx_path=src.file("model").resolve(), out_dir=work, model=spec.name, variant=variant.name,
         task=spec.task, input=src.input, preprocess=src.manifest.get("preprocess", variant.preprocess),
         precision=precision, batch_sizes=batches, options=opts, dry_run=dry_run,
         calib_dir=calib_dir, calib_count=calib_count,
         calibration=calibration_source(spec, variant, calib, model_opts) if calib else None,
-        reference_inputs=ref_x, log=log)
+        reference_inputs=ref_x, log=log, step_timeout=timeout)
     try:
         result = target.convert(request)
+        manifest: dict[str, Any] = {
+            "format": FORMAT, "model": spec.name, "variant": variant.name, "task": spec.task,
+            "input": src.manifest.get("input", variant.input.to_dict()), "outputs": list(variant.outputs),
+            "preprocess": request.preprocess, "tolerances": src.manifest.get("tolerances", {}),
+            "weights": src.manifest.get("weights"), "target": target.name, "precision": precision,
+            "batch_sizes": result.batch_sizes, "requested_batch_sizes": batches,
+            "sizes": [list(s) for s in (result.sizes or [])] or None,
+            "source_onnx": {"path": str(src.file("model")), "sha256": sha256_file(src.file("model"))},
+            "toolchain": result.toolchain, "target_options": opts, "commands": request.commands,
+            "checks": result.checks, "files": dict(result.files), "dry_run": dry_run,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "hrdeploy_version": __version__, **({"conversion": result.extra} if result.extra else {}),
+        }
+        # files the deployment needs besides the network (DEKR's rescore net) travel along
+        for role, path in src.files().items():
+            if role not in ("model", "reference") and path.is_file():
+                shutil.copyfile(path, work / path.name)
+                manifest["files"][role] = path.name
+        # reference inputs + ONNX Runtime fp32 outputs: what `hrdeploy verify` compares against
+        ref_y = run_onnx(src.file("model"), ref_x)
+        save_reference(work / REFERENCE, ref_x, ref_y, variant.outputs, reference_meta(manifest))
+        manifest["files"]["reference"] = REFERENCE
+        manifest["reference"] = {"source": ref_source, "inputs": int(len(ref_x)), "runtime": "onnxruntime fp32"}
+        # every file as written now: opening the artifact refuses one changed afterwards
+        manifest[HASHES] = hash_files(work)
+        atomic_write_json(work / MANIFEST, manifest)
     except BaseException:
-        # keep the tool logs of a failed run: they are what the user needs to read
-        for p in sorted(work.iterdir()):
-            if p.suffix != ".log":
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        # keep the tool logs of a failed run (they are what the user needs to read); the folder
+        # itself goes only if this conversion created it
+        discard_created(folder)
         raise
-    manifest: dict[str, Any] = {
-        "format": FORMAT, "model": spec.name, "variant": variant.name, "task": spec.task,
-        "input": src.manifest.get("input", variant.input.to_dict()), "outputs": list(variant.outputs),
-        "preprocess": request.preprocess, "tolerances": src.manifest.get("tolerances", {}),
-        "weights": src.manifest.get("weights"), "target": target.name, "precision": precision,
-        "batch_sizes": result.batch_sizes, "requested_batch_sizes": batches,
-        "sizes": [list(s) for s in (result.sizes or [])] or None,
-        "source_onnx": {"path": str(src.file("model")), "sha256": sha256_file(src.file("model"))},
-        "toolchain": result.toolchain, "target_options": opts, "commands": request.commands,
-        "checks": result.checks, "files": dict(result.files), "dry_run": dry_run,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "hrdeploy_version": __version__, **({"conversion": result.extra} if result.extra else {}),
-    }
-    # files the deployment needs besides the network (DEKR's rescore net) travel along
-    for role, path in src.files().items():
-        if role not in ("model", "reference") and path.is_file():
-            shutil.copyfile(path, work / path.name)
-            manifest["files"][role] = path.name
-    # reference inputs + ONNX Runtime fp32 outputs: what `hrdeploy verify` compares against
-    ref_y = run_onnx(src.file("model"), ref_x)
-    save_reference(work / REFERENCE, ref_x, ref_y, variant.outputs, reference_meta(manifest))
-    manifest["files"]["reference"] = REFERENCE
-    manifest["reference"] = {"source": ref_source, "inputs": int(len(ref_x)), "runtime": "onnxruntime fp32"}
-    # every file as written now: opening the artifact refuses one changed afterwards
-    manifest[HASHES] = hash_files(work)
-    atomic_write_json(work / MANIFEST, manifest)
     artifact = Artifact(work, manifest)
     if not dry_run:
         manifest["parity"] = judge_toolchain(check_parity(spec, variant, target, artifact, ref_x, ref_y,
@@ -186,21 +185,22 @@ def _check_verdict_policy(policy: str) -> None:
 
 
 def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = None,
-                      log: Callable[[str], None] = print, toolchain_verdict: str = "record") -> Artifact:
+                      log: Callable[[str], None] = print, toolchain_verdict: str = "record",
+                      step_timeout: float | None = None) -> Artifact:
     """Compile a plan written by ``convert --dry-run`` (possibly on another machine): the target
     runs the recorded commands with the recorded configs, then the parity check runs here."""
     _check_verdict_policy(toolchain_verdict)
+    timeout = timeout_option(step_timeout)
     art = Artifact.load(folder)
     if not art.is_folder or not art.manifest.get("dry_run"):
         raise UserError(f"{folder} is not a dry-run plan", "--from-plan takes a folder written by 'convert --dry-run'")
     target: Target = registry.target(art.target)
-    run_plan = getattr(target, "run_plan", None)
-    if run_plan is None:
-        raise UserError(f"target {target.name!r} cannot compile a plan", "run 'hrdeploy convert' on this machine instead")
+    if "run_plan" not in target.capabilities():  # refused before the plan's integrity is read
+        target.run_plan(art.path)
     spec: ModelSpec = registry.model(art.model)
     variant = spec.variant(art.variant)
     art.check_integrity()  # the carried plan (source.onnx, plan.json, reference) is as it was written
-    result = run_plan(art.path, log=log)
+    result = target.run_plan(art.path, log=log, step_timeout=timeout)
     m = art.manifest
     m["files"] = {**m.get("files", {}), **result.files}
     m["toolchain"] = result.toolchain or m.get("toolchain", {})

@@ -92,23 +92,13 @@ def run_onnx(path: Path, x: np.ndarray) -> list[np.ndarray]:
     return run_arrays(OrtRunner(path), x)
 
 
-def _with_options(method: Callable[..., Any], options: dict[str, Any] | None, *args: Any) -> Any:
-    """Call a ModelSpec method, passing model options only to implementations that take them."""
-    import inspect
-
-    if not options:
-        return method(*args)
-    if "options" not in inspect.signature(method).parameters:
-        owner = getattr(method, "__self__", None)
-        raise UserError(f"model {getattr(owner, 'name', '?')!r} takes no export options",
-                        f"drop --opt {', '.join(options)}")
-    return method(*args, options=options)
-
-
 def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None, random_weights: bool,
            seed: int = 0, batch: int | None = None, opset: int = 17, strict: bool = True,
            ref_images: Sequence[Path] | None = None, options: dict[str, Any] | None = None,
            log: Callable[[str], None] = print) -> dict[str, Any]:
+    from .session import check_model_options
+
+    options = check_model_options(spec, options)  # undeclared options refused before torch loads
     torch = import_torch()
     if weights is None and not random_weights:
         raise UserError("no weights given", "pass --weights CHECKPOINT, or --random-weights to export untrained weights")
@@ -117,7 +107,7 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
     if isinstance(variant.input.batch, int) and batch not in (None, variant.input.batch):
         raise UserError(f"{spec.name}/{variant.name} only runs at batch {variant.input.batch}")
     fixed_batch = batch or (variant.input.batch if isinstance(variant.input.batch, int) else None)
-    module = _with_options(spec.build, options, variant)
+    module = spec.build(variant, options=options)
     module.eval()
     if weights is not None:
         layout = spec.load_weights(module, Path(weights), variant)
@@ -157,7 +147,7 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
         model = onnx.load(str(tmp_path))
         meta = model_metadata(spec, variant, weights_desc, fixed_batch)
         meta["opset"] = opset
-        extras = _with_options(spec.artifact_files, options, variant, Path(weights) if weights else None)
+        extras = spec.artifact_files(variant, Path(weights) if weights else None, options=options)
         meta["extra_files"] = {name: f"{out.stem}.{name}" for name in extras}
         write_onnx_metadata(model, meta)
         try:

@@ -22,6 +22,7 @@ image's outputs to ``finish`` in item order.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -204,8 +205,6 @@ class Pipeline:
 
 def short_json(value: Any, width: int = 40) -> str:
     """A value as JSON, cut to ``width`` characters, for messages about stored records."""
-    import json
-
     text = json.dumps(value, default=str)
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -290,11 +289,12 @@ class ModelSpec:
                 "choose one of: " + ", ".join(self.variants)) from None
 
     # -- export (the only place torch is used) ---------------------------------------------
-    def build(self, variant: Variant) -> "torch.nn.Module":
+    def build(self, variant: Variant, options: dict[str, Any] | None = None) -> "torch.nn.Module":
         """Return the PyTorch module in eval mode, with random (uninitialised) weights.
         Its forward takes the ``image`` tensor and returns the outputs in
-        ``variant.outputs`` order (a tensor, or a tuple of tensors). An implementation may
-        take an ``options`` keyword: it then receives ``hrdeploy export --opt KEY=VALUE``."""
+        ``variant.outputs`` order (a tensor, or a tuple of tensors). ``options`` are the
+        export options the user gave (declared in :attr:`options`, checked and parsed;
+        ``hrdeploy export --NAME VALUE`` or ``--opt NAME=VALUE``)."""
         raise NotImplementedError
 
     def load_weights(self, module: "torch.nn.Module", path: Path, variant: Variant) -> str:
@@ -341,10 +341,11 @@ class ModelSpec:
         error); outputs are in ``variant.outputs`` order with the batch axis."""
         return None
 
-    def artifact_files(self, variant: Variant, weights: Path | None) -> dict[str, bytes]:
+    def artifact_files(self, variant: Variant, weights: Path | None,
+                       options: dict[str, Any] | None = None) -> dict[str, bytes]:
         """Extra files a deployment needs besides the network (e.g. a rescoring net as
         ``.npz``); ``export`` writes them next to the ONNX file and ``convert`` copies them
-        into the artifact. May take an ``options`` keyword, like :meth:`build`."""
+        into the artifact. ``options`` as for :meth:`build`."""
         return {}
 
     def info(self) -> dict[str, Any]:

@@ -50,8 +50,7 @@ FORMAT = "hrdeploy-eval-partial/2"
 #: target options that choose a device or a speed, never a prediction
 _PLACEMENT_OPTIONS = frozenset({"threads", "device"})
 _DAMAGED = "the file was edited or damaged: pass --restart to discard it and start again"
-_RESTART = ("run the same evaluation with --resume to continue it, "
-            "or pass --restart to discard it and start again")
+_RESTART = "resume with what the interrupted run used, or pass --restart to discard it and start again"
 
 
 def partial_path(out: Path) -> Path:
@@ -229,7 +228,7 @@ def _parse_header(raw: bytes, path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         header = None
     if not isinstance(header, dict) or "run" not in header:
-        raise UserError(f"{path} is not an hrdeploy partial result (line 1 is no run header)",
+        raise UserError(f"{path} is not an hrdeploy partial result (its first line is not a run header)",
                         "move it away, or pass --restart to replace it")
     return header
 
@@ -294,15 +293,18 @@ def _load(path: Path, lines: _Lines, identity: RunIdentity, refs: Sequence[Sampl
         raise UserError(f"{path} was written by an older hrdeploy that did not record what it ran",
                         "pass --restart to discard it and start again")
     if header["run"] != identity.key:
-        raise UserError(f"{path} belongs to another evaluation: {describe_changes(header['identity'], identity)}",
-                        _RESTART)
+        try:
+            what = describe_changes(header["identity"], identity)
+        except (TypeError, ValueError, AttributeError):  # an edited header: its fields are not what was written
+            raise UserError(f"{path}: its run header is damaged", _DAMAGED) from None
+        raise UserError(f"{path} belongs to another evaluation: {what}", _RESTART)
     known = {r.id for r in refs}
     first: dict[str, int] = {}
     done: dict[str, dict[str, Any]] = {}
     records = lines.lines[1:]
     dropped = False
     if lines.torn:
-        n, raw = records[-1]
+        _, raw = records[-1]
         try:
             json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):

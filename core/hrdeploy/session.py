@@ -65,11 +65,7 @@ def open_session(registry: Registry, model_file: Path, device: str | None = None
     spec = registry.model(artifact.model)
     variant = spec.variant(artifact.variant)
     target = registry.target(artifact.target)
-    opts = dict(target_options or {})
-    unknown = set(opts) - set(target.options)
-    if unknown:
-        raise UserError(f"target {target.name!r} has no option {', '.join(sorted(unknown))}",
-                        "its options: " + (", ".join(target.options) or "none"))
+    opts = target.check_options(target_options)
     if artifact.manifest.get("dry_run"):
         raise UserError(f"{model_file} is a dry-run plan: nothing was compiled",
                         "compile it with 'hrdeploy convert --from-plan' on the machine with the toolchain")

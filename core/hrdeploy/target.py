@@ -228,10 +228,49 @@ class Target:
         core time :meth:`Runner.run` itself."""
         return None
 
+    # -- optional capabilities: the base versions refuse with one line -------------------------
+    def run_plan(self, artifact: "Artifact | Path | str", log: Callable[[str], None] = print,
+                 step_timeout: float | None = COMPILE_TIMEOUT) -> ConvertResult:
+        """Compile a folder written by ``convert --dry-run`` on the machine that has the
+        toolchain (``hrdeploy convert --from-plan PLAN``): run its recorded commands there and
+        return what :meth:`convert` would have returned, with the commands that ran in
+        ``result.extra["commands"]``. The core then updates the manifest and runs the parity
+        check. Override it when :meth:`convert` writes self-contained plans (the
+        :mod:`hrdeploy.plan` helpers do the bookkeeping); each tool step must honour
+        ``step_timeout``."""
+        raise UserError(f"target {self.name!r} cannot compile a plan", "run 'hrdeploy convert' on this machine instead")
+
+    def install_toolchain(self, python: str | None = None) -> str:
+        """Provision the toolchain into hrdeploy's cache (``hrdeploy toolchain install NAME``)
+        from the package registries only; return one line saying what is ready and where.
+        Nothing is installed behind the user's back: only this command calls it."""
+        raise UserError(f"target {self.name!r} has no installable toolchain", self.setup_hint or "see its documentation")
+
+    def capabilities(self) -> list[str]:
+        """The optional methods this target implements (``run_plan``, ``install_toolchain``,
+        ``bench_native``): shown by ``hrdeploy list --json`` and checked by the contract."""
+        return [name for name in ("run_plan", "install_toolchain", "bench_native")
+                if getattr(type(self), name) is not getattr(Target, name)]
+
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
                 "precisions": list(self.precisions), "static_batch": self.static_batch,
-                "options": {k: o.help for k, o in self.options.items()}}
+                "options": {k: o.help for k, o in self.options.items()}, "capabilities": self.capabilities()}
+
+    def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """The options given for this target (unset ones dropped), refused with one line when
+        one is not declared in :attr:`options` or is not one of its ``choices``. The one check
+        convert, predict, eval, bench and verify all make."""
+        opts = {k: v for k, v in (options or {}).items() if v is not None}
+        unknown = sorted(set(opts) - set(self.options))
+        if unknown:
+            raise UserError(f"target {self.name!r} has no option {', '.join(unknown)}",
+                            "its options: " + (", ".join(self.options) or "none"))
+        for key, value in opts.items():
+            choices = self.options[key].choices
+            if choices and str(value) not in choices:
+                raise UserError(f"target {self.name!r} option {key}: {value!r} is not one of {', '.join(choices)}")
+        return opts
 
     def require(self, probe: Probe | None = None) -> Probe:
         """Raise :class:`ToolchainMissing` with the setup hint unless the toolchain is here."""

@@ -38,6 +38,16 @@ GRACE_SECONDS = 3.0
 TIMEOUT_HINT = "raise the limit with --step-timeout SECONDS"
 
 
+def step_timeout(seconds: float | None, option: str = "--step-timeout") -> float | None:
+    """The timeout a user asked for: None for the default (:data:`COMPILE_TIMEOUT`), 0 for no
+    limit; anything but a finite number >= 0 is refused with one line."""
+    if seconds is None:
+        return COMPILE_TIMEOUT
+    if not (0 <= seconds < float("inf")):
+        raise UserError(f"{option} takes a number of seconds (0: no limit), got {seconds}")
+    return float(seconds) or None
+
+
 def run_tool(argv: Sequence[str | os.PathLike[str]], *, step: str, log: Path | None = None,
              cwd: Path | None = None, env: dict[str, str] | None = None,
              timeout: float | None = COMPILE_TIMEOUT, append: bool = False,

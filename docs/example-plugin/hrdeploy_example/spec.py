@@ -13,7 +13,7 @@ class TinyNetSpec(ClassificationSpec):
     description = "a 3-layer convnet (example plugin)"
     variants = {"s": classification_variant("s", size=64, resize_short=72, description="64x64 input")}
 
-    def build(self, variant):
+    def build(self, variant, options=None):
         from .model import TinyNet  # torch only here: deployment boxes run without it
 
         return TinyNet()

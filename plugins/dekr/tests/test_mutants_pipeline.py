@@ -11,6 +11,7 @@ import pytest
 from hrdeploy.errors import UserError
 from hrdeploy.model import Item, Sample, SampleRef
 from hrdeploy_dekr.pipeline import DEKRPipeline, flip_shift, normalise, resize_params
+from hrdeploy_dekr.rescore import Rescorer
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -34,8 +35,9 @@ def test_portrait_gears_snap_the_height_and_a_missing_width_is_refused() -> None
     # 480 x 640 portrait: official 512 x 704, the gear rule snaps the height up to 768
     size, center, win = resize_params(640, 480, 512, gears=GEARS)
     assert size == (512, 768) and tuple(center) == (240, 320)
-    # uniform zoom 512 / 480 on both axes: the window is 480 px wide, 768 / 512 * 480 px high
-    np.testing.assert_allclose(win, [480 / 200, 768 / 512 * 480 / 200])
+    # uniform zoom 512 / 480: the window is the image width, 480 px (its second value is never read:
+    # the output aspect ratio decides the height)
+    assert win[0] == 480 / 200
     with pytest.raises(UserError, match="no compiled size gear has width 512 for this portrait image"):
         resize_params(640, 480, 512, gears=[(512, 768)])
 
@@ -43,14 +45,15 @@ def test_portrait_gears_snap_the_height_and_a_missing_width_is_refused() -> None
 def test_scales_must_include_1_be_positive_and_fit_the_runtime() -> None:
     with pytest.raises(UserError, match="must include 1"):
         DEKRPipeline(input_size=512, output_size=128, scales=(0.5, 2.0))
-    with pytest.raises(UserError, match="test scales must be positive"):
-        DEKRPipeline(input_size=512, output_size=128, scales=(1.0, -0.5))
+    for bad in (-0.5, 0.0):
+        with pytest.raises(UserError, match="test scales must be positive"):
+            DEKRPipeline(input_size=512, output_size=128, scales=(1.0, bad))
     with pytest.raises(UserError, match="multi-scale testing needs a runtime that takes any input size"):
         DEKRPipeline(input_size=512, output_size=128, scales=(1.0, 2.0), gears=GEARS)
     assert DEKRPipeline(input_size=512, output_size=128, scales=(1.0,), gears=GEARS).scales == [1.0]
 
 
-def test_recorded_parameters() -> None:
+def test_recorded_parameters(rescore_state) -> None:
     p = DEKRPipeline(input_size=640, output_size=160, scales=(2, 1.0, 0.5))
     assert p.scales == [2.0, 1.0, 0.5]
     assert p.params["resize"] == "official: long side rounded up to a multiple of 64"
@@ -60,6 +63,8 @@ def test_recorded_parameters() -> None:
     g = DEKRPipeline(input_size=512, output_size=128, flip=False, gears=GEARS, rescore_note="on (x.npz)")
     assert g.params["resize"].startswith("size gears") and g.params["flip_shift_px"] is None
     assert g.params["gears"] == GEARS and g.params["rescore"] == "on (x.npz)"
+    rescorer = Rescorer({k: v.numpy() for k, v in rescore_state.items()})
+    assert DEKRPipeline(input_size=512, output_size=128, rescorer=rescorer).params["rescore"] == "on"
 
 
 def _outputs(items: list[Item], batch_axis: bool) -> list[dict[str, np.ndarray]]:

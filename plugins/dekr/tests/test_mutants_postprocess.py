@@ -10,7 +10,7 @@ import torch
 import dekr_official_ref as official
 from hrdeploy_dekr.postprocess import (FLIP_INDEX, FLIP_INDEX_WITH_CENTER, AveragedHeatmap, DecodeConfig, ScaleMaps,
                                        decode, final_preds, max_pool_same, nms_core, pool_kernel, pose_nms,
-                                       top_centres)
+                                       top_centres, up_interpolate)
 
 CFG = DecodeConfig()
 
@@ -121,3 +121,11 @@ def test_decode_needs_scale_1_and_final_preds_keep_no_people() -> None:
         decode([maps], [10, 10], [1.0, 1.0], (32, 32), CFG)
     empty = np.zeros((0, 17, 3), np.float32)
     assert final_preds(empty, [10, 10], [1.0, 1.0], (32, 32)).shape == (0, 17, 3)
+
+
+@pytest.mark.parametrize("shape, factor", [((2, 2, 3), 1.0), ((2, 3, 2), 1.0), ((1, 2, 2), 2.0)])
+def test_up_interpolate_of_two_pixel_axes_matches_official(shape: tuple[int, int, int], factor: float) -> None:
+    x = np.random.default_rng(11).random(shape, dtype=np.float32)
+    size = (int(factor * shape[1]), int(factor * shape[2]))
+    want = official.up_interpolate(torch.from_numpy(x)[None], size)[0].numpy()
+    np.testing.assert_allclose(up_interpolate(x, factor), want, rtol=0, atol=1e-6)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from hrdeploy.model import Variant
 from hrdeploy.tasks.classification import ClassificationSpec
@@ -19,7 +19,7 @@ class HRNetClsSpec(ClassificationSpec):
                    "timm and mmpretrain/mmcls checkpoints")
     variants = VARIANTS
 
-    def build(self, variant: Variant) -> "torch.nn.Module":
+    def build(self, variant: Variant, options: dict[str, Any] | None = None) -> "torch.nn.Module":
         from hrdeploy.nn.hrnet import hrnet_cls_config
 
         from .model import HRNetClassifier

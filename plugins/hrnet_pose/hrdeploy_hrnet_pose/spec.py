@@ -50,7 +50,7 @@ class HRNetPoseSpec(ModelSpec):
     options = OPTIONS
 
     # -- export ----------------------------------------------------------------------------------
-    def build(self, variant: Variant) -> "torch.nn.Module":
+    def build(self, variant: Variant, options: dict[str, Any] | None = None) -> "torch.nn.Module":
         from .model import PoseHighResolutionNet
 
         return PoseHighResolutionNet(width_of_variant(variant.name)).eval()

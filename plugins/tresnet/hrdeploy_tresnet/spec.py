@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from hrdeploy.model import Variant
 from hrdeploy.tasks.classification import ClassificationSpec
@@ -24,7 +24,7 @@ class TResNetSpec(ClassificationSpec):
         # the issue and the Ascend guides write the flavour with a hyphen
         return super().variant(name.replace("-", "_") if name else name)
 
-    def build(self, variant: Variant) -> "torch.nn.Module":
+    def build(self, variant: Variant, options: dict[str, Any] | None = None) -> "torch.nn.Module":
         from .model import build_tresnet
 
         return build_tresnet(variant.extra["arch"])

@@ -1,0 +1,167 @@
+"""May hrdeploy write or replace this path? One answer for every command that writes.
+
+The rules (nothing of the user's is deleted or overwritten):
+
+* an output never is, contains or lies inside one of the command's inputs (``convert d/m.onnx
+  -o d``, ``predict imgs --vis imgs``, ``export --ref-images refs -o refs/m.onnx``);
+* an existing output file is replaced only with ``--force`` (``export -o existing.onnx``), and
+  a folder is never taken for a file;
+* an existing output folder is written into only when it is empty, or replaced with
+  ``--force`` only when hrdeploy wrote it (it holds an hrdeploy ``manifest.json``) or it is
+  empty: a folder of the user's (a thesis, the current folder) is never emptied;
+* a command that fails removes only the folder it created itself (:func:`discard_created`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .artifact import FORMAT, MANIFEST
+from .errors import UserError
+from .io import check_output_file
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def overlap(output: Path, inputs: Iterable[Path | None]) -> tuple[str, Path] | None:
+    """How ``output`` meets the inputs, the closest relation first: ("is" | "contains" |
+    "lies inside", that input), or None. Paths are compared after resolving symlinks (and by inode, for a
+    hard link or another spelling of the same file)."""
+    out = _real(output)
+    given = [Path(p) for p in inputs if p is not None]
+    real = [_real(p) for p in given]
+    for p, inp in zip(given, real):  # the closest relation is the one worth naming
+        if out == inp or (out.exists() and inp.exists() and os.path.samefile(out, inp)):
+            return "is", p
+    for p, inp in zip(given, real):
+        if out in inp.parents:
+            return "contains", p
+    for p, inp in zip(given, real):
+        if inp in out.parents:
+            return "lies inside", p
+    return None
+
+
+def refuse_overlap(output: Path, inputs: Iterable[Path | None], option: str = "-o") -> None:
+    """Refuse an output that is, contains or lies inside one of ``inputs``."""
+    hit = overlap(output, inputs)
+    if hit is not None:
+        how, inp = hit
+        raise UserError(f"{option} {output} {how} the input {inp}: hrdeploy does not write over its inputs",
+                        f"choose another {option}")
+
+
+def check_replace_file(path: Path, inputs: Iterable[Path | None], *, force: bool, option: str = "-o",
+                       also: Iterable[Path] = ()) -> None:
+    """Before writing the file ``path`` (and the files in ``also`` written beside it, such as
+    an export's ``.ref.npz``): refused if it overlaps an input, cannot be a file
+    (:func:`hrdeploy.io.check_output_file`), or exists without ``force``."""
+    path = Path(path)
+    refuse_overlap(path, inputs, option)
+    check_output_file(path, option)
+    if force:
+        return
+    existing = [p for p in (path, *also) if Path(p).exists()]
+    if existing:
+        raise UserError(f"{existing[0]} exists: hrdeploy does not overwrite a file without --force",
+                        f"choose another {option} or pass --force")
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """What :func:`prepare_output_folder` found and did: whether the folder existed before
+    (a failure must then leave it where it is)."""
+
+    path: Path
+    existed: bool
+
+
+def is_hrdeploy_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest.json that hrdeploy wrote (an artifact or a dry-run
+    plan): the only non-empty folder ``--force`` may replace."""
+    manifest = Path(folder) / MANIFEST
+    if manifest.is_symlink() or not manifest.is_file():
+        return False
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
+
+
+def check_output_folder(folder: Path, inputs: Iterable[Path | None], *, force: bool,
+                        option: str = "-o") -> None:
+    """Refuse to write into ``folder`` unless it is new, empty, or (with ``force``) one that
+    hrdeploy wrote; refuse it outright if it overlaps an input or is a file. Changes nothing."""
+    folder = Path(folder)
+    refuse_overlap(folder, inputs, option)
+    if folder.is_symlink() and force:
+        raise UserError(f"{option} {folder} is a symbolic link: --force does not replace what it points to",
+                        f"give {option} the folder itself")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UserError(f"{option} {folder} is a file, not a folder", f"choose another {option}")
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return
+    if not force:
+        raise UserError(f"output folder {folder} exists and is not empty", f"choose another {option} or pass --force")
+    if not is_hrdeploy_folder(folder):
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        where = f"{folder} ({folder.resolve()})" if folder.name in ("", "..") else str(folder)  # "-o ." says which
+        raise UserError(f"--force replaces only a folder hrdeploy wrote (one with its {MANIFEST}) or an empty one; "
+                        f"{option} {where} holds {shown}", f"choose another {option}")
+
+
+def prepare_output_folder(folder: Path, inputs: Iterable[Path | None], *, force: bool,
+                          option: str = "-o") -> FolderPlan:
+    """:func:`check_output_folder`, then make ``folder`` an empty folder to write into: an
+    artifact of hrdeploy's is removed first (``force``). Returns what existed, for
+    :func:`discard_created`."""
+    folder = Path(folder)
+    check_output_folder(folder, inputs, force=force, option=option)
+    existed = folder.exists()
+    replaced = existed and any(folder.iterdir())
+    if replaced:  # only an hrdeploy folder gets here (checked above)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # a folder whose previous contents hrdeploy replaced is hrdeploy's to remove on failure
+    return FolderPlan(folder, existed=existed and not replaced)
+
+
+def discard_created(plan: FolderPlan, keep_suffixes: tuple[str, ...] = (".log",)) -> None:
+    """After a failure: remove what the command wrote into ``plan.path`` except the files a
+    user needs to read (tool logs, in sub-folders too: the error names them), and the folder
+    itself when it is then empty and the command created it. A folder that existed before is
+    left in place."""
+    folder = plan.path
+    if not folder.is_dir():
+        return
+    for root, dirs, files in os.walk(folder, topdown=False):
+        here = Path(root)
+        for name in files:
+            if not name.endswith(keep_suffixes):
+                (here / name).unlink()
+        for name in dirs:
+            sub = here / name
+            if sub.is_symlink():
+                sub.unlink()
+            elif not any(sub.iterdir()):
+                sub.rmdir()
+    if not plan.existed and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def check_vis_folder(folder: Path, inputs: Iterable[Path], option: str = "--vis") -> None:
+    """``predict --vis``: drawings never go into (or replace) the images they are drawn from,
+    and the folder is a folder."""
+    refuse_overlap(folder, inputs, option)
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UserError(f"{option} {folder} is a file, not a folder", f"give {option} a folder")
