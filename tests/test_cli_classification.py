@@ -94,9 +94,6 @@ def test_eval_is_exact_on_a_model_that_is_right(layout, tmp_path, run_cli):
     r = json.loads((tmp_path / "result.json").read_text())
     assert r["metric"]["top1"] == 100.0 and r["metric"]["images"] == len(items)
     assert r["data"]["layout"] == {"synsets": "synset-folders"}.get(layout, "label-file")
-    ascend = r["metric"]["ascend_format"]
-    assert ascend["title"] == "Overall statistical evaluation"
-    assert {"key": "Top1 accuracy", "value": "100.00%"} in ascend["value"]
     assert r["preprocess"]["mean"] == [0.485, 0.456, 0.406] and r["preprocess"]["crop"] == 224
 
 
@@ -156,7 +153,7 @@ def test_bench_sweeps_batches_and_writes_json_and_plot(exported, workdir, run_cl
 
 
 def test_preprocess_writes_seed_style_bins(exported, images, tmp_path, run_cli):
-    res = run_cli("preprocess", exported, images, "-o", tmp_path / "bins")
+    res = run_cli("ascend", "preprocess", exported, images, "-o", tmp_path / "bins")
     assert res.code == 0, res
     bins = sorted((tmp_path / "bins").glob("*.bin"))
     assert len(bins) == 3 and all(b.stat().st_size == 3 * 224 * 224 * 4 for b in bins)
@@ -218,11 +215,16 @@ def test_eval_scores_recorded_ais_bench_outputs(fmt, tmp_path, run_cli):
             np.save(outs / f"{stem}_0.npy", logits)
         else:
             logits.tofile(outs / f"{stem}_0.bin")
-    res = run_cli("eval", model, "--data", f"imagenet:{tmp_path / 'd'}", "--outputs", outs, "-o", tmp_path / "r.json")
+    res = run_cli("ascend", "score", model, "--data", f"imagenet:{tmp_path / 'd'}", "--outputs", outs, "-o", tmp_path / "r.json")
     assert res.code == 0, res
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["data"]["evaluated"] == len(items) - 1 and r["data"]["missing_outputs"] == 1
     assert r["metric"]["top1"] == pytest.approx(100 * (len(items) - 2) / (len(items) - 1), abs=1e-3)
+    ascend = r["metric"]["ascend_format"]  # imagenet_acc_eval.py's layout, for side-by-side comparison
+    assert ascend["title"] == "Overall statistical evaluation"
+    assert {"key": "Number of images", "value": str(len(items) - 1)} in ascend["value"]
+    assert {"key": "Top1 accuracy", "value": f"{r['metric']['top1']:.2f}%"} in ascend["value"]
+    assert "missing outputs" in res.out and f"wrote {tmp_path / 'r.json'}" in res.out
 
 
 def test_eval_compare_checks_agreement_on_the_evaluated_images(exported, workdir, tmp_path, run_cli):

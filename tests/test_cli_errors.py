@@ -208,7 +208,7 @@ def test_outputs_of_the_wrong_kind_are_refused_before_any_work(run_cli, model, t
         (("export", "hrnet_cls", "--variant", "w18_small_v1", "--random-weights", "-o", folder),
          f"error: -o {folder} is a folder, but a file is needed here (name a file, not a folder)"),
         (("convert", model, "-o", blocker), f"error: {blocker} is a file, but a folder is needed here"),
-        (("preprocess", model, tmp_path / "imgs", "-o", blocker), f"error: {blocker} is a file, but a folder is needed here"),
+        (("ascend", "preprocess", model, tmp_path / "imgs", "-o", blocker), f"error: {blocker} is a file, but a folder is needed here"),
     ]
     for args, line in cases:
         res = run_cli(*args)

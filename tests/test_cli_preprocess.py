@@ -1,4 +1,4 @@
-"""``hrdeploy preprocess``: the .bin files hold exactly the tensors the model's pipeline feeds
+"""``hrdeploy ascend preprocess``: the .bin files hold exactly the tensors the model's pipeline feeds
 the network, and prep_bin.info lists them in the ``index path width height`` layout the seeds'
 ais_bench scripts read."""
 from __future__ import annotations
@@ -34,7 +34,7 @@ def test_bins_are_the_pipeline_tensors_byte_for_byte(model: Path, tmp_path: Path
     images = write_images(tmp_path / "images", 2, size=(375, 500), seed=5)
     images += write_images(tmp_path / "images", 1, size=(240, 610), seed=9, prefix="wide")
     out = tmp_path / "bins"
-    res = run_cli("preprocess", model, tmp_path / "images", "-o", out)
+    res = run_cli("ascend", "preprocess", model, tmp_path / "images", "-o", out)
     assert res.code == 0, res
     assert "wrote 3 .bin files for hrnet_cls/w18" in res.out
 
@@ -51,7 +51,7 @@ def test_bins_are_the_pipeline_tensors_byte_for_byte(model: Path, tmp_path: Path
 
 def test_limit_takes_the_first_images_in_order(model: Path, tmp_path: Path, run_cli) -> None:
     images = write_images(tmp_path / "images", 3, seed=21)
-    res = run_cli("preprocess", model, tmp_path / "images", "-o", tmp_path / "bins", "--limit", "2")
+    res = run_cli("ascend", "preprocess", model, tmp_path / "images", "-o", tmp_path / "bins", "--limit", "2")
     assert res.code == 0, res
     assert sorted(p.name for p in (tmp_path / "bins").glob("*.bin")) == [p.stem + ".bin" for p in images[:2]]
     first = np.fromfile(tmp_path / "bins" / f"{images[0].stem}.bin", "<f4").reshape(3, 224, 224)

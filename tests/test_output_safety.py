@@ -90,7 +90,7 @@ def test_an_output_that_is_the_input_or_lies_inside_an_input_is_refused(model, t
 
 def test_an_output_folder_that_is_a_file_is_refused(model, thesis, run_cli):
     before = snapshot(thesis)
-    refused(run_cli("convert", model, "-o", thesis / "thesis.tex"), "is a file, not a folder")
+    refused(run_cli("convert", model, "-o", thesis / "thesis.tex"), "is a file, but a folder is needed here")
     assert snapshot(thesis) == before
 
 

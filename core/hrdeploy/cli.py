@@ -24,6 +24,51 @@ toolchain_app = typer.Typer(no_args_is_help=True, help="Provision vendor toolcha
 app.add_typer(toolchain_app, name="toolchain")
 plugin_app = typer.Typer(no_args_is_help=True, help="Start a new model or target plugin.")
 app.add_typer(plugin_app, name="plugin")
+_BUILTIN_GROUPS = list(app.registered_groups)
+
+
+def _takes_declared(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a command as taking the flags the installed plugins declare (``"model"`` options,
+    ``"target"`` options); :func:`_install_plugin_parts` adds them before each parse."""
+    def mark(func: Callable[..., Any]) -> Callable[..., Any]:
+        func._hrdeploy_kinds = kinds  # type: ignore[attr-defined]
+        return func
+    return mark
+
+
+def _own_flags(func: Callable[..., Any]) -> set[str]:
+    """The flags a command declares itself (a plugin's option never hides one of them)."""
+    import inspect
+
+    flags: set[str] = set()
+    for p in inspect.signature(func).parameters.values():
+        for decl in getattr(p.default, "param_decls", None) or ():
+            flags.update(d for part in decl.split("/") for d in [part.strip()] if d.startswith("-"))
+    return flags
+
+
+def _install_plugin_parts(registry: Any) -> None:
+    """Before each parse, from the installed plugins: the generated flags of every command
+    that takes them (:mod:`hrdeploy.plugin_flags`) and the subcommands plugins add through the
+    ``hrdeploy_commands`` hook. Rebuilt each time so the process-wide ``app`` always reflects
+    the registry in use (tests swap registries)."""
+    from .plugin_flags import declared_flags, with_flags
+
+    for info in app.registered_commands:
+        base = getattr(info.callback, "_hrdeploy_base", info.callback)
+        kinds = getattr(base, "_hrdeploy_kinds", None)
+        if kinds is None:
+            continue
+        flags, _ = declared_flags(registry, _own_flags(base))
+        wrapped = with_flags(base, flags, kinds)
+        wrapped._hrdeploy_base = base  # type: ignore[attr-defined]
+        info.callback = wrapped
+    app.registered_groups = list(_BUILTIN_GROUPS)
+    app.registered_commands = [c for c in app.registered_commands if not getattr(c, "_hrdeploy_plugin", False)]
+    before = len(app.registered_commands)
+    registry.call("hrdeploy_commands", cli=app)
+    for info in app.registered_commands[before:]:
+        info._hrdeploy_plugin = True  # type: ignore[attr-defined]
 
 def _console(stderr: bool) -> Console:
     # rich wraps at 80 columns when not writing to a terminal; logs and CI deserve wider tables
@@ -56,16 +101,10 @@ def _kv(pairs: Optional[List[str]], what: str) -> dict[str, str]:
     return out_
 
 
-def _target_options(sets: Optional[List[str]], **named: Any) -> dict[str, Any]:
-    opts = {k: v for k, v in named.items() if v is not None}
-    opts.update(_kv(sets, "--set"))
-    return opts
-
-
-def _model_options(opts: Optional[List[str]], **named: Any) -> dict[str, Any]:
-    o = {k: v for k, v in named.items() if v is not None}
-    o.update(_kv(opts, "--opt"))
-    return o
+def _declared_options(declared: Optional[dict[str, dict[str, Any]]], kind: str, pairs: Optional[List[str]],
+                      what: str) -> dict[str, Any]:
+    """A plugin's options from its generated flags, then ``--opt``/``--set KEY=VALUE``."""
+    return {**((declared or {}).get(kind) or {}), **_kv(pairs, what)}
 
 
 def _progress(description: str) -> Callable[[int, int], Callable[[int], None]]:
@@ -197,6 +236,7 @@ def _parity_table(title: str | None, report: Any) -> Table:
 
 
 @app.command()
+@_takes_declared("model")
 def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list')."),
            output: Path = typer.Option(..., "-o", "--output", help="The .onnx file to write."),
            variant: Optional[str] = typer.Option(None, "--variant", help="Variant (default: the model's first)."),
@@ -209,7 +249,8 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
            ref_images: Optional[Path] = typer.Option(None, "--ref-images", help="Images for the reference set stored with the file."),
            strict: bool = typer.Option(True, "--strict/--no-strict", help="Fail (exit 1) when ONNX Runtime breaches the tolerance."),
            force: bool = typer.Option(False, "--force", help="Replace an existing -o file (and its .ref.npz)."),
-           opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model export option KEY=VALUE (e.g. rescore=PATH for dekr).")) -> None:
+           opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE (each declared option also has its own flag)."),
+           declared: Optional[dict] = None) -> None:
     """Export a model to ONNX and check ONNX Runtime against PyTorch on the same input."""
     from .export import export as do_export
     from .io import list_images
@@ -225,13 +266,14 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
 
     # before minutes of tracing and checking: never over an input (a file named by --opt is
     # one), nor over an existing file without --force
-    named = [Path(v) for v in _model_options(opts).values() if isinstance(v, str) and Path(v).exists()]
+    model_opts = _declared_options(declared, "model", opts, "--opt")
+    named = [Path(v) for v in model_opts.values() if isinstance(v, str) and Path(v).exists()]
     check_replace_file(output, [weights, ref_images, *named], force=force, option="-o",
                        also=[reference_path_for_onnx(output)])
     try:
         rep = do_export(spec, var, output, weights=weights, random_weights=random_weights, seed=seed, batch=batch,
                         opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None,
-                        options=_model_options(opts), log=_log)
+                        options=model_opts, log=_log)
     except ParityError as e:
         out.print(_parity_table("PyTorch vs ONNX Runtime", e.report))
         raise
@@ -247,6 +289,7 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
 
 
 @app.command()
+@_takes_declared("target", "model")
 def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file written by 'hrdeploy export'."),
             target: str = typer.Option("onnxruntime", "--target", "-t", help="Target name (see 'hrdeploy list')."),
             output: Optional[Path] = typer.Option(None, "-o", "--output", help="Artifact folder to write."),
@@ -261,14 +304,11 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             step_timeout: Optional[float] = typer.Option(None, "--step-timeout", metavar="SECONDS", help="Stop a vendor tool step (atc, model_deploy, vamc...) that runs longer than this (default 4 h; 0: no limit)."),
             strict: bool = typer.Option(True, "--strict/--no-strict", help="Exit 1 when the converted model breaches its tolerance."),
             toolchain_verdict: str = typer.Option("record", "--toolchain-verdict", help="record: the vendor tools' own similarity verdicts are recorded and printed, hrdeploy's tolerance decides; decide: a failed vendor verdict is a breach too (exit 1, artifact kept)."),
-            chip: Optional[str] = typer.Option(None, "--chip", help="Sophon chip (bm1684, bm1684x)."),
-            soc: Optional[str] = typer.Option(None, "--soc", help="Ascend SoC (e.g. Ascend310P3; default: auto from npu-smi)."),
-            threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE (repeatable)."),
-            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE for calibration preprocessing.")) -> None:
+            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE (each declared option also has its own flag)."),
+            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE for calibration preprocessing."),
+            declared: Optional[dict] = None) -> None:
     """Convert an exported ONNX model for a target; the artifact's manifest records every command and the parity."""
     from .convert import convert as do_convert, convert_from_plan
-
     from .validate import batch_sizes
 
     if batch is not None:
@@ -283,15 +323,10 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
         return
     if onnx_file is None or output is None:
         raise UserError("convert needs an ONNX file and -o ARTIFACT_DIR (or --from-plan PLAN_DIR)")
-    tgt = reg.target(target)
-    named = {"chip": chip, "soc": soc, "threads": threads}
-    for k, v in named.items():
-        if v is not None and k not in tgt.options:
-            raise UserError(f"--{k} is not an option of target {target!r}",
-                            "its options: " + (", ".join(tgt.options) or "none"))
     art = do_convert(reg, onnx_file, target, output, precision=precision.lower(), batch=batch, calib_dir=calib,
                      calib_count=calib_count, dry_run=dry_run, force=force,
-                     target_options=_target_options(sets, **named), model_options=_model_options(opts), log=_log,
+                     target_options=_declared_options(declared, "target", sets, "--set"),
+                     model_options=_declared_options(declared, "model", opts, "--opt"), log=_log,
                      toolchain_verdict=toolchain_verdict, step_timeout=step_timeout)
     _print_convert(art, dry_run, target, output, strict)
 
@@ -331,32 +366,32 @@ def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: b
 
 # -- predict / eval / bench --------------------------------------------------------------------------
 
-def _open(model_file: Path, device: Optional[str], sets: Optional[List[str]], threads: Optional[int] = None) -> Any:
+def _open(model_file: Path, device: Optional[str], sets: Optional[List[str]],
+          declared: Optional[dict[str, dict[str, Any]]] = None) -> Any:
     from .session import open_session
 
-    return open_session(_registry(), model_file, device=device, target_options=_target_options(sets, threads=threads))
+    return open_session(_registry(), model_file, device=device,
+                        target_options=_declared_options(declared, "target", sets, "--set"))
 
 
 @app.command()
+@_takes_declared("model", "target")
 def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
             images: List[Path] = typer.Argument(..., help="Image files or folders."),
             vis: Optional[Path] = typer.Option(None, "--vis", help="Write drawn results into this folder."),
             json_out: Optional[Path] = typer.Option(None, "--json", help="Write the predictions as JSON to this file ('-': standard output, instead of the table)."),
             batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
             device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
-            threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-            boxes: Optional[Path] = typer.Option(None, "--boxes", help="Person boxes (COCO detection results JSON)."),
-            flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
-            scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
             opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
-            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+            sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
+            declared: Optional[dict] = None) -> None:
     """Run a model on images: a table, JSON, and drawn results with --vis."""
     from .engine import Stream
     from .io import check_output_file, collect_images, read_image, write_image
     from .model import SampleRef
 
     check_output_file(json_out, "--json")
-    session = _open(model_file, device, sets, threads)
+    session = _open(model_file, device, sets, declared)
     paths = collect_images(images)
     from .outputs import check_vis_folder, refuse_overlap
 
@@ -366,8 +401,7 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
     if json_out is not None and not _is_stdout(json_out):
         refuse_overlap(json_out, inputs, "--json")
     with session.runner:
-        pipeline = session.pipeline(_model_options(opts, boxes=str(boxes) if boxes else None, flip=flip,
-                                                   scales=scales))
+        pipeline = session.pipeline(_declared_options(declared, "model", opts, "--opt"))
         stream = Stream(pipeline, session.runner, batch=batch)
         results = []
         for ref, pred in stream.run(SampleRef(p.name if len(paths) == len({q.name for q in paths}) else str(p), p)
@@ -381,12 +415,7 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
     t.add_column("image")
     t.add_column("prediction")
     for r in results:
-        if "top_k" in r:
-            text = ", ".join(f"{k['name'].split(',')[0]} {k['score'] * 100:.1f}%" for k in r["top_k"][:3])
-        else:
-            people = r.get("people", [])
-            text = f"{len(people)} people" + (f", best score {max(p['score'] for p in people):.3f}" if people else "")
-        t.add_row(r["image"], text)
+        t.add_row(r["image"], session.spec.describe({k: v for k, v in r.items() if k != "image"}))
     view.print(t)
     if vis is not None:
         view.print(f"drawn results in {vis}/")
@@ -394,6 +423,7 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
 
 
 @app.command("eval")
+@_takes_declared("model", "target")
 def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
              data: str = typer.Option(..., "--data", help="KIND:PATH, e.g. imagenet:/data/ImageNet or coco:/data/coco."),
              output: Path = typer.Option(Path("result.json"), "-o", "--output", help="Result JSON to write."),
@@ -403,40 +433,21 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              restart: bool = typer.Option(False, "--restart", help="Discard an interrupted run of this output and start again."),
              workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
              device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
-             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-             boxes: Optional[Path] = typer.Option(None, "--boxes", help="Person boxes (COCO detection results JSON)."),
-             gt_boxes: Optional[bool] = typer.Option(None, "--gt-boxes/--no-gt-boxes", help="Use ground-truth person boxes."),
-             ann: Optional[Path] = typer.Option(None, "--ann", help="COCO annotation file (if not under DATA/annotations)."),
-             images_dir: Optional[Path] = typer.Option(None, "--images", help="COCO image folder (if not DATA/val2017)."),
-             labels: Optional[Path] = typer.Option(None, "--labels", help="ImageNet label file (if not DATA/val_label.txt)."),
              skip_missing: bool = typer.Option(False, "--skip-missing", help="Evaluate the images that exist when the label or annotation file names absent ones (they are listed in the result)."),
-             outputs: Optional[Path] = typer.Option(None, "--outputs", help="Score recorded outputs (ais_bench TXT/NPY folder) instead of running the model."),
              compare: Optional[Path] = typer.Option(None, "--compare", help="Also run every evaluated input through this model (e.g. the source .onnx) and compare the outputs; exit 1 on a breach."),
-             flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (pose models)."),
-             scales: Optional[str] = typer.Option(None, "--scales", help="Test scales, e.g. 0.5,1,2 (DEKR)."),
              opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
-             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
+             declared: Optional[dict] = None) -> None:
     """Evaluate on a dataset with the model's own pre/post-processing and metric."""
-    from .artifact import Artifact
-    from .evaluate import evaluate, score_outputs
+    from .evaluate import evaluate
 
-    mopts = _model_options(opts, boxes=str(boxes) if boxes else None, gt_boxes=gt_boxes,
-                           ann=str(ann) if ann else None, images=str(images_dir) if images_dir else None,
-                           labels=str(labels) if labels else None, flip=flip, scales=scales,
-                           skip_missing=skip_missing or None)
-    if outputs is not None:
-        art = Artifact.load(model_file)
-        spec = _registry().model(art.model)
-        res = score_outputs(spec, spec.variant(art.variant), data, outputs, output, limit=limit, options=mopts,
-                            describe={"target": art.target, "precision": art.precision, "artifact": str(art.path)},
-                            log=_log)
-    else:
-        session = _open(model_file, device, sets, threads)
-        with session.runner:
-            reference = _open(compare, None, None, None) if compare is not None else None
-            with reference.runner if reference is not None else nullcontext():
-                res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, restart=restart,
-                               options=mopts, workers=workers, progress=_progress("eval"), log=_log, compare=reference)
+    mopts = {**_declared_options(declared, "model", opts, "--opt"), **({"skip_missing": True} if skip_missing else {})}
+    session = _open(model_file, device, sets, declared)
+    with session.runner:
+        reference = _open(compare, None, None) if compare is not None else None
+        with reference.runner if reference is not None else nullcontext():
+            res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, restart=restart,
+                           options=mopts, workers=workers, progress=_progress("eval"), log=_log, compare=reference)
     rows = res.pop("_rows")
     reports = res.pop("_compare", [])
     # a two-column table is narrower than its title: rich would wrap the title inside it
@@ -463,6 +474,7 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
 
 
 @app.command()
+@_takes_declared("target")
 def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder."),
           batch: str = typer.Option("1,4,8,16,32,64", "--batch", help="Batch sizes to sweep."),
           seconds: float = typer.Option(5.0, "--seconds", min=0.01, help="Measuring time per batch size and mode."),
@@ -473,8 +485,8 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
           plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
           workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
           device: Optional[str] = typer.Option(None, "--device", help="Device id or onnxruntime provider."),
-          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-          sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+          sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
+          declared: Optional[dict] = None) -> None:
     """Throughput over batch sizes: device-only and end-to-end, as a table, JSON and a PNG plot."""
     from .bench import bench as do_bench, plot
     from .io import check_output_file
@@ -483,7 +495,7 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
     batches = batch_sizes(batch)
     check_output_file(json_out, "--json")
     check_output_file(plot_out, "--plot")
-    session = _open(model_file, device, sets, threads)
+    session = _open(model_file, device, sets, declared)
     if isinstance(session.variant.input.batch, int):
         batches = [session.variant.input.batch]
     with session.runner:
@@ -518,43 +530,17 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
 
 
 @app.command()
-def preprocess(model_file: Path = typer.Argument(..., help="Exported .onnx or artifact folder (for the model and variant)."),
-               images: Path = typer.Argument(..., help="Folder of images."),
-               output: Path = typer.Option(..., "-o", "--output", help="Folder for the .bin files."),
-               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N images.")) -> None:
-    """Write the seeds' per-image float32 .bin files (for driving ais_bench by hand)."""
-    from .artifact import Artifact
-    from .io import atomic_write_bytes, list_images, read_image
-    from .model import Sample, SampleRef
-
-    art = Artifact.load(model_file)
-    spec = _registry().model(art.model)
-    var = spec.variant(art.variant)
-    pipeline = spec.pipeline(var, {}, runtime={"sizes": list(var.input.sizes) or None})
-    paths = list_images(images)[: limit or None]
-    info_lines = []
-    for i, p in enumerate(paths):
-        items = pipeline.prepare(Sample(SampleRef(p.name, p), read_image(p)))
-        for k, item in enumerate(items):
-            stem = p.name.split(".", 1)[0] + (f"_{k}" if len(items) > 1 else "")
-            atomic_write_bytes(output / f"{stem}.bin", item.tensor.astype("float32").tobytes())
-            info_lines.append(f"{len(info_lines)} {output / (stem + '.bin')} {item.tensor.shape[-1]} {item.tensor.shape[-2]}")
-    atomic_write_bytes(output / "prep_bin.info", ("\n".join(info_lines) + "\n").encode())
-    out.print(f"wrote {len(info_lines)} .bin files for {spec.name}/{var.name} to {output} "
-              f"(float32 CHW; preprocessing: {json.dumps(pipeline.params)})", highlight=False)
-
-
-@app.command()
+@_takes_declared("target")
 def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or exported .onnx) carrying reference outputs."),
            device: Optional[str] = typer.Option(None, "--device", help="Device id (or onnxruntime provider)."),
-           threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads."),
-           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE.")) -> None:
+           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
+           declared: Optional[dict] = None) -> None:
     """Check an artifact on this machine against the reference outputs stored at conversion.
     Exit 0: within tolerance; 1: breach (names the output); 2: cannot run here."""
     from .verify import verify as do_verify
 
     report, doc, path = do_verify(_registry(), model_file, device=device,
-                                  target_options=_target_options(sets, threads=threads))
+                                  target_options=_declared_options(declared, "target", sets, "--set"))
     out.print(_parity_table(f"{doc['target']} {doc['precision']} on {doc['runner']} vs stored onnxruntime fp32 "
                             f"({report.inputs} inputs)", report))
     out.print(f"wrote {path}")
@@ -643,6 +629,7 @@ def _dispatch(argv: Optional[list[str]]) -> int:
                    "(an interrupted eval continues with --resume)")
     _sigterm_interrupts()
     try:
+        _install_plugin_parts(_registry())
         rv = app(args=args, prog_name="hrdeploy", standalone_mode=False)
         if rv == EXIT_INTERRUPTED:  # typer >= 0.2x turns KeyboardInterrupt into Exit(130) itself
             return _fail(interrupted, EXIT_INTERRUPTED)

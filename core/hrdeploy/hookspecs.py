@@ -82,6 +82,20 @@ def hrdeploy_targets() -> list[Target]:
 
 
 @hookspec
+def hrdeploy_commands(cli: Any) -> None:
+    """Add subcommands to the ``hrdeploy`` command line.
+
+    ``cli`` is the root :class:`typer.Typer` application: register commands with
+    ``@cli.command()`` or a group with ``cli.add_typer(group, name="mychip")`` (a group named
+    after the plugin keeps names from clashing). Called once per invocation, before the
+    command line is parsed; keep it cheap (import heavy modules inside the commands). A
+    command reports a problem by raising :class:`hrdeploy.errors.UserError` (one line, exit 2)
+    and a breach with ``typer.Exit(1)``, like the built-in commands. The ascend target adds
+    ``hrdeploy ascend preprocess|score`` this way.
+    """
+
+
+@hookspec
 def hrdeploy_after_export(onnx_path: Path, report: dict[str, Any]) -> None:
     """Called after ``hrdeploy export`` wrote ``onnx_path`` and checked it.
 

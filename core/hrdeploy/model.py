@@ -128,12 +128,17 @@ class Variant:
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """A model option the CLI forwards to :meth:`ModelSpec.pipeline` / :meth:`ModelSpec.dataset`
-    (``--boxes``, ``--flip/--no-flip``, ``--scales``, or ``--set key=value``)."""
+    """A model option the CLI forwards to :meth:`ModelSpec.build` (export),
+    :meth:`ModelSpec.pipeline` and :meth:`ModelSpec.dataset`. Declaring it is all it takes:
+    export, convert (calibration), predict and eval get a typed ``--NAME`` flag (``--NAME/--no-NAME``
+    for a bool) with this help and default, grouped under the model's name in ``--help``;
+    ``--opt NAME=VALUE`` works too."""
 
     help: str
     default: Any = None
     type: type = str
+    #: the smallest value an int/float option takes (checked where the command line is parsed)
+    min: float | None = None
 
 
 @dataclass
@@ -334,6 +339,11 @@ class ModelSpec:
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
         """Return a copy of ``image`` (BGR) with the prediction drawn on it."""
         raise NotImplementedError
+
+    def describe(self, prediction: dict[str, Any]) -> str:
+        """One short line for ``predict``'s table (e.g. the top-3 classes, or how many people
+        and the best score). The default lists the prediction's fields."""
+        return ", ".join(f"{k}: {short_json(v)}" for k, v in prediction.items())
 
     def task_check(self, variant: Variant, reference: list[np.ndarray],
                    test: list[np.ndarray], tolerance: Tolerance) -> TaskCheck | None:

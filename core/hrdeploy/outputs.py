@@ -107,7 +107,7 @@ def check_output_folder(folder: Path, inputs: Iterable[Path | None], *, force: b
     if not folder.exists():
         return
     if not folder.is_dir():
-        raise UserError(f"{option} {folder} is a file, not a folder", f"choose another {option}")
+        raise UserError(f"{folder} is a file, but a folder is needed here", f"choose another {option}")
     entries = sorted(p.name for p in folder.iterdir())
     if not entries:
         return
@@ -164,4 +164,4 @@ def check_vis_folder(folder: Path, inputs: Iterable[Path], option: str = "--vis"
     and the folder is a folder."""
     refuse_overlap(folder, inputs, option)
     if Path(folder).exists() and not Path(folder).is_dir():
-        raise UserError(f"{option} {folder} is a file, not a folder", f"give {option} a folder")
+        raise UserError(f"{folder} is a file, but a folder is needed here", f"give {option} a folder")

@@ -41,6 +41,7 @@ class DeclaredFlag:
     helps: list[str] = field(default_factory=list)
     defaults: list[Any] = field(default_factory=list)
     choices: list[tuple[str, ...]] = field(default_factory=list)
+    min: float | None = None
 
     @property
     def param(self) -> str:
@@ -48,15 +49,18 @@ class DeclaredFlag:
         return f"_{self.kind}_{self.key}"
 
     def help_text(self) -> str:
+        described = list(zip(self.owners, self.helps, self.defaults, self.choices))
+        if len({(t, repr(d), c) for _, t, d, c in described}) == 1:  # the same words from each owner
+            described = described[:1]
         parts = []
-        for owner, text, default, choices in zip(self.owners, self.helps, self.defaults, self.choices):
+        for owner, text, default, choices in described:
             extra = []
             if choices:
                 extra.append("one of " + ", ".join(map(str, choices)))
             if default not in (None, "", [], ()):
                 extra.append(f"default {default}")
             tail = f" ({'; '.join(extra)})" if extra else ""
-            parts.append((f"{owner}: " if len(self.owners) > 1 else "") + text + tail)
+            parts.append((f"{owner}: " if len(described) > 1 else "") + text + tail)
         return "; ".join(parts)
 
     def panel(self) -> str:
@@ -69,9 +73,10 @@ class DeclaredFlag:
         else:
             flag = self.flag
             annotation = Optional[self.type if self.type in (int, float) else str]
+        extra = {"min": self.min} if self.min is not None and self.type in (int, float) else {}
         return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                  default=typer.Option(None, flag, help=self.help_text(),
-                                                      rich_help_panel=self.panel(), show_default=False))
+                                                      rich_help_panel=self.panel(), show_default=False, **extra))
 
 
 def _declarations(registry: Any, kind: str) -> list[tuple[str, str, Any]]:
@@ -101,6 +106,8 @@ def declared_flags(registry: Any, reserved: set[str]) -> tuple[list[DeclaredFlag
             f = flags.setdefault((kind, key), DeclaredFlag(key, kind, flag, decl_type(decl)))
             if f.owners and f.type is not decl_type(decl):
                 f.type = str  # the owners disagree: pass the text on, each parses its own
+            if getattr(decl, "min", None) is not None:
+                f.min = decl.min if f.min is None else min(f.min, decl.min)
             f.owners.append(owner)
             f.helps.append(getattr(decl, "help", "") or "")
             f.defaults.append(getattr(decl, "default", None))

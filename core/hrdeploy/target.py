@@ -58,11 +58,18 @@ class Probe:
 @dataclass
 class TargetOption:
     """A target-specific option of ``convert``/``open`` (``--chip``, ``--soc``...).
-    The CLI accepts it as ``--NAME VALUE`` when the target is chosen (also ``--set NAME=V``)."""
+
+    Declaring it is all it takes: convert, predict, eval, bench and verify get a ``--NAME``
+    flag (``_`` becomes ``-``) with this help, default and choices, grouped under the target's
+    name in ``--help``; ``--set NAME=VALUE`` works too. ``type`` (str, int, float) and ``min``
+    are checked where the command line is parsed; the target receives the value in
+    ``request.options`` / ``open(options=...)`` only when the user gave one."""
 
     help: str
     default: Any = None
     choices: tuple[str, ...] = ()
+    type: type = str
+    min: float | None = None
 
 
 @dataclass

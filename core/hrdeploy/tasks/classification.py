@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import IMAGE_SUFFIXES, read_image
-from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec,
+from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec, OptionSpec,
                      Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant, short_json)
 from .layouts import VAL_LABEL_FILES, few, other_task_error
 
@@ -432,11 +432,6 @@ class TopKMetric(Metric):
         out: dict[str, Any] = {f"top{i + 1}": float(acc[i]) for i in range(self.k)}
         out["images"] = self.count
         out["classes"] = self.num_classes
-        # the format of the Ascend guides' imagenet_acc_eval.py, for side-by-side comparison
-        out["ascend_format"] = {"title": "Overall statistical evaluation", "value": [
-            {"key": "Number of images", "value": str(self.count)},
-            {"key": "Number of classes", "value": str(self.num_classes)},
-            *({"key": f"Top{i + 1} accuracy", "value": f"{acc[i]:.2f}%"} for i in range(self.k))]}
         return out
 
     def rows(self, summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -451,6 +446,8 @@ class ClassificationSpec(ModelSpec):
 
     task = "classification"
     dataset_kinds = ("imagenet",)
+    options = {"labels": OptionSpec("label file: 'IMAGE LABEL' lines (default: DATA/val_label.txt), or "
+                                    "'FOLDER LABEL' lines mapping class folders to class indices", None, str)}
     #: the classes the network scores (its output width): labels must lie in 0..num_classes-1
     num_classes = 1000
 
@@ -469,6 +466,9 @@ class ClassificationSpec(ModelSpec):
         labels = opts.get("labels")
         return ImageNetDataset(Path(path), Path(labels) if labels else None, num_classes=self.num_classes,
                                skip_missing=bool(opts.get("skip_missing")))
+
+    def describe(self, prediction: dict[str, Any]) -> str:
+        return ", ".join(f"{k['name'].split(',')[0]} {k['score'] * 100:.1f}%" for k in prediction["top_k"][:3])
 
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
         from .annotate import draw_label, text_scale

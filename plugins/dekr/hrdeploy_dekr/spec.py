@@ -8,7 +8,7 @@ import numpy as np
 
 from hrdeploy.errors import UserError
 from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant, parse_option
-from hrdeploy.tasks.pose import coco_keypoint_dataset, draw_people
+from hrdeploy.tasks.pose import coco_keypoint_dataset, describe_people, draw_people
 
 from .pipeline import DEKRPipeline
 from .postprocess import DecodeConfig, ScaleMaps, top_centres
@@ -131,6 +131,9 @@ class DEKRSpec(ModelSpec):
 
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
         return draw_people(image, prediction.get("people", []))
+
+    def describe(self, prediction: dict[str, Any]) -> str:
+        return describe_people(prediction)
 
     def task_check(self, variant: Variant, reference: list[np.ndarray], test: list[np.ndarray],
                    tolerance: Tolerance) -> TaskCheck:

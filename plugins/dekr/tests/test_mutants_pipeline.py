@@ -101,3 +101,12 @@ def test_outputs_with_a_batch_axis_decode_like_without_and_keypoints_map_back_to
     y = ((h_in // 4) // 2 - 2) * 4.0
     np.testing.assert_allclose(kp[:, 0], (x - w_in / 2) * win[0] * 200 / w_in + cx, atol=1e-3)
     np.testing.assert_allclose(kp[:, 1], (y - h_in / 2) * win[0] * 200 / w_in + cy, atol=1e-3)
+
+
+def test_odd_sizes_portrait_scales_and_square_images_follow_get_multi_scale_size() -> None:
+    # official: center = (int(w / 2 + 0.5), int(h / 2 + 0.5)); portrait: the width is the short side
+    assert tuple(resize_params(427, 641, 512)[1]) == (321, 214)
+    assert resize_params(640, 480, 512, 2.0)[0] == (1024, 1408)
+    assert resize_params(640, 480, 512, 0.5)[0] == (256, 352)
+    # a square image takes the official `else` (landscape) branch: with gears its width is snapped
+    assert resize_params(512, 512, 512, gears=[(512, 768), (768, 512)])[0] == (768, 512)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant, parse_option
-from hrdeploy.tasks.pose import coco_keypoint_dataset, draw_people
+from hrdeploy.tasks.pose import coco_keypoint_dataset, describe_people, draw_people
 
 from .pipeline import TopDownPosePipeline, decode_heatmaps
 from .variants import VARIANTS
@@ -76,6 +76,9 @@ class HRNetPoseSpec(ModelSpec):
 
     def draw(self, image: np.ndarray, prediction: dict[str, Any]) -> np.ndarray:
         return draw_people(image, prediction.get("people", []))
+
+    def describe(self, prediction: dict[str, Any]) -> str:
+        return describe_people(prediction)
 
     def task_check(self, variant: Variant, reference: list[np.ndarray], test: list[np.ndarray],
                    tolerance: Tolerance) -> TaskCheck:

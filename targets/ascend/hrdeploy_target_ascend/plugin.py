@@ -9,3 +9,10 @@ def hrdeploy_targets() -> list:
     from .target import AscendTarget
 
     return [AscendTarget()]
+
+
+@hookimpl
+def hrdeploy_commands(cli) -> None:
+    from .workflow import register
+
+    register(cli)

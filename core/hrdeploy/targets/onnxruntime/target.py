@@ -16,7 +16,7 @@ class OnnxRuntimeTarget(Target):
     precisions = ("fp32", "fp16", "int8")
     static_batch = False
     options = {
-        "threads": TargetOption("intra-op threads (default: the cores available to this process)"),
+        "threads": TargetOption("intra-op threads (default: the cores available to this process)", type=int, min=1),
         "calib_method": TargetOption("int8 calibration: minmax, entropy or percentile", "minmax",
                                      ("minmax", "entropy", "percentile")),
         "per_channel": TargetOption("int8 per-channel weight scales (true/false)", "true", ("true", "false")),

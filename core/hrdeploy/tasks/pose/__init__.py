@@ -12,7 +12,7 @@ from .affine import PIXEL_STD, affine_transform, get_affine_transform, transform
 from .coco import (CocoKeypointDataset, clean_gt_boxes, coco_keypoint_dataset, image_id_from_path,
                    load_detection_boxes, load_keypoint_annotations)
 from .draw import (CENTER_COLOR, COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_SKELETON, LEFT_COLOR,
-                   RIGHT_COLOR, draw_people)
+                   RIGHT_COLOR, describe_people, draw_people)
 from .metric import RESULTS_FILE, STAT_NAMES, CocoKeypointMetric, coco_keypoint_eval
 from .oks import COCO_SIGMAS, oks_iou, oks_nms
 
@@ -24,7 +24,7 @@ __all__ = [
     "CENTER_COLOR", "COCO_FLIP_PAIRS", "COCO_KEYPOINT_NAMES", "COCO_SIGMAS", "COCO_SKELETON",
     "IMAGENET_MEAN", "IMAGENET_STD", "LEFT_COLOR", "NUM_JOINTS", "PIXEL_STD", "RESULTS_FILE",
     "RIGHT_COLOR", "STAT_NAMES", "CocoKeypointDataset", "CocoKeypointMetric", "affine_transform",
-    "clean_gt_boxes", "coco_keypoint_dataset", "coco_keypoint_eval", "draw_people",
+    "clean_gt_boxes", "coco_keypoint_dataset", "coco_keypoint_eval", "describe_people", "draw_people",
     "get_affine_transform", "image_id_from_path", "load_detection_boxes", "load_keypoint_annotations",
     "oks_iou", "oks_nms", "transform_preds", "warp_window",
 ]

@@ -51,6 +51,12 @@ def limb_color(a: int, b: int) -> tuple[int, int, int]:
     return side_color(sa if sa == sb else "center")
 
 
+def describe_people(prediction: dict[str, Any]) -> str:
+    """``predict``'s table line for a pose prediction: how many people, the best score."""
+    people = prediction.get("people", [])
+    return f"{len(people)} people" + (f", best score {max(p['score'] for p in people):.3f}" if people else "")
+
+
 def person_box(person: dict[str, Any], visible_kpts: np.ndarray) -> tuple[float, float, float, float] | None:
     """The person's box (x, y, w, h): the detector's when the prediction has one (top-down),
     else the extent of the drawn joints grown by 10 % (bottom-up has no box)."""
@@ -103,4 +109,4 @@ def draw_people(image: np.ndarray, people: Sequence[dict[str, Any]], kpt_thr: fl
 
 
 __all__ = ["BOX_COLOR", "CENTER_COLOR", "COCO_FLIP_PAIRS", "COCO_KEYPOINT_NAMES", "COCO_SKELETON",
-           "LEFT_COLOR", "RIGHT_COLOR", "draw_people", "person_box", "joint_side", "limb_color", "side_color"]
+           "LEFT_COLOR", "RIGHT_COLOR", "describe_people", "draw_people", "person_box", "joint_side", "limb_color", "side_color"]
