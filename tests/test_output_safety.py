@@ -97,16 +97,26 @@ def test_an_output_folder_that_is_a_file_is_refused(model, thesis, run_cli):
 def test_force_replaces_an_artifact_hrdeploy_wrote_and_an_empty_folder(model, tmp_path, run_cli):
     art = tmp_path / "art"
     assert run_cli("convert", model, "-o", art).code == 0
-    (art / "stale_model.om").write_bytes(b"from an older conversion\n")
+    (art / "atc_old_run.log").write_text("a tool log of an earlier run\n")
     refused(run_cli("convert", model, "-o", art), "exists and is not empty", "--force")
     res = run_cli("convert", model, "-o", art, "--force")
     assert res.code == 0, res
     # replaced by a complete artifact, not merged into the old one
     assert json.loads((art / "manifest.json").read_text())["format"] == "hrdeploy-artifact/1"
-    assert not (art / "stale_model.om").exists()
+    assert not (art / "atc_old_run.log").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_cli("convert", model, "-o", empty, "--force").code == 0
+
+
+def test_force_keeps_an_artifact_holding_files_hrdeploy_did_not_write(model, tmp_path, run_cli):
+    art = tmp_path / "art"
+    assert run_cli("convert", model, "-o", art).code == 0
+    (art / "notes").mkdir()
+    (art / "notes" / "results.md").write_text("my measurements\n")
+    before = snapshot(art)
+    refused(run_cli("convert", model, "-o", art, "--force"), "also holds notes/results.md, which it did not write")
+    assert snapshot(art) == before
 
 
 def test_a_folder_with_a_foreign_manifest_is_not_taken_for_an_artifact(model, tmp_path, run_cli):

@@ -34,7 +34,8 @@ EQUIVALENTS = Path(__file__).resolve().parent / "mutation_equivalents.json"
 
 @dataclass(frozen=True)
 class Module:
-    """One mutated file and the narrowest test files (with an optional -k filter) that cover it."""
+    """One mutated file and the narrowest test files or node ids (with an optional -k filter)
+    that cover it."""
     path: str
     tests: tuple[str, ...]
     k: str | None = None
@@ -42,15 +43,18 @@ class Module:
 
 
 POSE_CORE_TESTS = ("tests/test_pose_core.py", "tests/test_mutants_pose.py")
+# test files or node ids (file::test): the prediction checks of the metrics live with the resume tests
+PREDICTION_CHECKS = "tests/test_resume.py::test_prediction_checks_of_the_core_metrics"
 # The mapping module -> tests. Keep every command to a few seconds: no test that exports a network.
 MODULES: dict[str, Module] = {
     "classification": Module("core/hrdeploy/tasks/classification.py",
-                             ("tests/test_classification_task.py", "tests/test_mutants_classification.py")),
+                             ("tests/test_classification_task.py", "tests/test_mutants_classification.py",
+                              PREDICTION_CHECKS)),
     "pose.affine": Module("core/hrdeploy/tasks/pose/affine.py", POSE_CORE_TESTS),
     "pose.coco": Module("core/hrdeploy/tasks/pose/coco.py",
                         POSE_CORE_TESTS + ("plugins/hrnet_pose/tests/test_synthetic_eval.py",)),
-    "pose.draw": Module("core/hrdeploy/tasks/pose/draw.py", POSE_CORE_TESTS),
-    "pose.metric": Module("core/hrdeploy/tasks/pose/metric.py", POSE_CORE_TESTS),
+    "pose.draw": Module("core/hrdeploy/tasks/pose/draw.py", POSE_CORE_TESTS + ("tests/test_drawing.py",)),
+    "pose.metric": Module("core/hrdeploy/tasks/pose/metric.py", POSE_CORE_TESTS + (PREDICTION_CHECKS,)),
     "pose.oks": Module("core/hrdeploy/tasks/pose/oks.py", POSE_CORE_TESTS),
     "hrnet_pose.pipeline": Module("plugins/hrnet_pose/hrdeploy_hrnet_pose/pipeline.py",
                                   ("plugins/hrnet_pose/tests/test_postprocess.py",
@@ -163,7 +167,7 @@ def check_shadowing(tree: Path, env: dict[str, str], modules: list[Module]) -> N
 
 def tests_command(m: Module, tree: Path) -> list[str]:
     """The module's test command; a mapped test file that does not exist is left out, with a note."""
-    tests = [t for t in m.tests if (tree / t).exists()]
+    tests = [t for t in m.tests if (tree / t.split("::")[0]).exists()]
     for t in sorted(set(m.tests) - set(tests)):
         print(f"note: {t} (mapped to {m.path}) does not exist: not run", file=sys.stderr)
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
@@ -263,7 +267,7 @@ def run_module(name: str, m: Module, tree: Path, work: Path, env: dict[str, str]
                    '[cosmic-ray.distributor]\nname = "local"\n')
     cr = [sys.executable, "-m", "cosmic_ray.cli"]
     source = (tree / m.path).read_text()
-    tests = [t for t in m.tests if (tree / t).exists()]
+    tests = [t for t in m.tests if (tree / t.split("::")[0]).exists()]
     before = json.loads(counts_file.read_text()) if counts_file.exists() else {}
     # resuming is sound only if nothing that killed a mutant went away: same source, same -k,
     # every test file of the previous session still run (new ones may be added)

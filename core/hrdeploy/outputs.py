@@ -18,9 +18,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from .artifact import FORMAT, MANIFEST
+from .artifact import FORMAT, HASHES, MANIFEST, UNHASHED
 from .errors import UserError
 from .io import check_output_file
 
@@ -82,17 +82,44 @@ class FolderPlan:
     existed: bool
 
 
-def is_hrdeploy_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a manifest.json that hrdeploy wrote (an artifact or a dry-run
-    plan): the only non-empty folder ``--force`` may replace."""
+def _hrdeploy_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest.json hrdeploy wrote into ``folder`` (an artifact or a dry-run plan), or None."""
     manifest = Path(folder) / MANIFEST
     if manifest.is_symlink() or not manifest.is_file():
-        return False
+        return None
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(doc, dict) and doc.get("format") == FORMAT
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
+
+
+def is_hrdeploy_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest.json that hrdeploy wrote: the only kind of non-empty
+    folder ``--force`` may replace."""
+    return _hrdeploy_manifest(folder) is not None
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files in an hrdeploy folder that hrdeploy did not write there: not recorded in its
+    manifest's sha256 list, not the manifest or a report written later, not a tool log (a
+    failed ``--from-plan`` leaves new ones). Empty for a manifest without the list (older
+    versions) or a folder that is not hrdeploy's."""
+    doc = _hrdeploy_manifest(folder)
+    recorded = doc.get(HASHES) if doc else None
+    if not isinstance(recorded, dict):
+        return []
+    found = []
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            rel = (Path(root) / name).relative_to(folder).as_posix()
+            if rel not in recorded and rel not in UNHASHED and not name.endswith(".log"):
+                found.append(rel)
+    return sorted(found)
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def check_output_folder(folder: Path, inputs: Iterable[Path | None], *, force: bool,
@@ -113,11 +140,14 @@ def check_output_folder(folder: Path, inputs: Iterable[Path | None], *, force: b
         return
     if not force:
         raise UserError(f"output folder {folder} exists and is not empty", f"choose another {option} or pass --force")
+    where = f"{folder} ({folder.resolve()})" if folder.name in ("", "..") else str(folder)  # "-o ." says which
     if not is_hrdeploy_folder(folder):
-        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
-        where = f"{folder} ({folder.resolve()})" if folder.name in ("", "..") else str(folder)  # "-o ." says which
         raise UserError(f"--force replaces only a folder hrdeploy wrote (one with its {MANIFEST}) or an empty one; "
-                        f"{option} {where} holds {shown}", f"choose another {option}")
+                        f"{option} {where} holds {_some(entries)}", f"choose another {option}")
+    foreign = foreign_files(folder)
+    if foreign:
+        raise UserError(f"--force replaces only what hrdeploy wrote; the artifact {option} {where} also holds "
+                        f"{_some(foreign)}, which it did not write", f"move them out first, or choose another {option}")
 
 
 def prepare_output_folder(folder: Path, inputs: Iterable[Path | None], *, force: bool,

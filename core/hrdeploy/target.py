@@ -271,8 +271,10 @@ class Target:
         opts = {k: v for k, v in (options or {}).items() if v is not None}
         unknown = sorted(set(opts) - set(self.options))
         if unknown:
-            raise UserError(f"target {self.name!r} has no option {', '.join(unknown)}",
-                            "its options: " + (", ".join(self.options) or "none"))
+            def flag(k: str) -> str:
+                return "--" + k.replace("_", "-")
+            raise UserError(f"target {self.name!r} has no option {', '.join(map(flag, unknown))}",
+                            "its options: " + (", ".join(map(flag, self.options)) or "none"))
         for key, value in opts.items():
             choices = self.options[key].choices
             if choices and str(value) not in choices:

@@ -64,15 +64,19 @@ def run_tool(argv: Sequence[str | os.PathLike[str]], *, step: str, log: Path | N
     an executable that cannot be started raises :class:`ToolchainMissing` with ``tool_hint``.
     """
     args = [os.fspath(a) for a in argv]
+    fh = _open_log(log, append, args)  # first: a log that cannot be written must not orphan a tool
     try:
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                                 start_new_session=True)
-    except (FileNotFoundError, PermissionError) as e:
-        raise ToolchainMissing(f"cannot start {step}: {args[0]}: {e.strerror}",
-                               tool_hint or "install the vendor toolchain") from None
+    except BaseException as e:
+        if fh is not None:
+            fh.close()
+        if isinstance(e, (FileNotFoundError, PermissionError)):
+            raise ToolchainMissing(f"cannot start {step}: {args[0]}: {e.strerror}",
+                                   tool_hint or "install the vendor toolchain") from None
+        raise
     lines: list[str] = []
-    fh = _open_log(log, append, args)
     reader = threading.Thread(target=_pump, args=(proc.stdout, lines, fh, on_line),
                               name=f"hrdeploy-log-{Path(args[0]).name}", daemon=True)
     reader.start()

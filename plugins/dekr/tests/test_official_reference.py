@@ -19,12 +19,13 @@ import torch
 from hrdeploy.testing.reference import assert_matches_reference, load_reference
 from hrdeploy.testing.seeded import seeded_state_dict
 
-# measured (torch 2.13 CPU): heatmap 0.0 with 2 threads, 7.7e-7 with 1; offset 1.3e-8 with 2
-# threads, 4.2e-5 with 1: a few offset elements are ill-conditioned (their in-bounds deformable
-# taps sit far outside the map, see hrdeploy_dekr.variants.TOLERANCES), so their bound is looser and the
-# bulk is checked on its own (99.9th percentile of |diff| / max|ref|, measured <= 1e-7)
+# max|diff| / max|ref| measured with torch 2.13 CPU: heatmap 0.0 with 2 threads, 7.7e-7 with 1;
+# offset 1.3e-8 with 2 threads, 4.2e-5 with 1 (ONNX Runtime, for the record: 7.7e-7 and 6.8e-5).
+# A few offset elements are ill-conditioned (their in-bounds deformable taps sit far outside the
+# map, see hrdeploy_dekr.variants.TOLERANCES), so the maximum gets a looser bound and the bulk is
+# checked on its own: the 99.9th percentile of |diff| / max|ref|, measured 0.0 / 7.6e-7
 HEATMAP_MAX_REL = 1e-5
-OFFSET_MAX_REL, OFFSET_P999_REL = 5e-4, 1e-6
+OFFSET_MAX_REL, OFFSET_P999_REL = 5e-4, 5e-6
 
 
 def test_w48_640x640_torch_matches_official(spec, pose_manifests: Path, fixtures_dir: Path, tmp_path: Path) -> None:
