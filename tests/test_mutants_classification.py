@@ -306,3 +306,50 @@ def test_draw_writes_the_top_3_in_white_outlined_in_black_without_touching_the_i
     assert (255, 255, 255) in colours and min(colours) < (64, 64, 64)     # white text, dark outline
     rows = np.nonzero((out != 128).any(axis=(1, 2)))[0]
     assert rows.min() > 0 and rows.max() < 120       # three lines of text at the top
+
+
+@pytest.mark.parametrize("hw, top, left", [((256, 259), 16, 18), ((259, 256), 18, 16), ((256, 291), 16, 34)])
+def test_centre_crop_offsets_round_as_torchvision(hw: tuple[int, int], top: int, left: int) -> None:
+    """torchvision CenterCrop: int(round((size - crop) / 2.0)), Python's round (17.5 -> 18)."""
+    image = np.random.default_rng(12).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_short_crop(image, 256, 224, "cv2-linear"),
+                                  image[top:top + 224, left:left + 224])
+
+
+def test_a_short_side_equal_to_the_crop_is_allowed() -> None:
+    image = np.random.default_rng(13).integers(0, 256, (224, 300, 3), dtype=np.uint8)
+    assert resize_short_crop(image, 224, 224, "pil-bilinear").shape == (224, 224, 3)
+
+
+def test_a_label_file_wins_over_a_stray_annotations_folder(tmp_path: Path) -> None:
+    _label_layout(tmp_path / "a", [("x.png", 3)])
+    (tmp_path / "a" / "annotations").mkdir()
+    (tmp_path / "a" / "annotations" / "person_keypoints_val2017.json").write_text("{}")
+    assert [r.info["label"] for r in ImageNetDataset(tmp_path / "a")] == [3]
+
+
+def test_accuracies_keep_4_decimals() -> None:
+    m = TopKMetric()
+    for label in (1, 2, 3):
+        m.update(SampleRef("x", None, info={"label": label}), {"top_k": [{"index": 1}]})
+    assert m.summary()["top1"] == 33.3333
+
+
+def test_prediction_check_of_each_top_k_entry() -> None:
+    m = TopKMetric()
+    assert m.check_prediction({"top_k": [{"index": 0, "name": "tench", "score": 0.5}]}) is None
+    assert m.check_prediction({"top_k": [{"index": 3, "score": 1}]}) is None            # name optional
+    for bad, says in (([], "expected"), ({"top_k": []}, "expected"), ({"top_k": {"index": 1}}, "expected"),
+                      ({"top_k": [[1, 0.5]]}, "top_k[0] is not an"), ({"top_k": [{"index": 1}]}, "is not an"),
+                      ({"top_k": [{"index": -1, "score": 0.1}]}, "index is -1, not a class index"),
+                      ({"top_k": [{"index": 1, "score": 0.1, "name": 5}]}, "name is 5, not a string")):
+        assert says in (m.check_prediction(bad) or ""), bad
+
+
+def test_the_top5_overlap_counts_the_first_five_only() -> None:
+    ref = np.random.default_rng(14).normal(size=(1, 1000)).astype(np.float32)
+    order = np.argsort(-ref[0])
+    got = ref.copy()
+    got[0, order[4]] = (ref[0, order[5]] + ref[0, order[6]]) / 2     # 5th place drops to 6th
+    check = ClassificationSpec().task_check(None, [ref], [got], Tolerance(task=1.0))
+    assert check.passed and check.text == "top-1 agreement 100.0% (top-5 overlap 80.0%) on 1 inputs"

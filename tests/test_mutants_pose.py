@@ -18,7 +18,7 @@ from hrdeploy.tasks.pose import (CENTER_COLOR, COCO_FLIP_PAIRS, COCO_SIGMAS, COC
                                  CocoKeypointMetric, clean_gt_boxes, coco_keypoint_dataset, draw_people,
                                  get_affine_transform, load_detection_boxes, load_keypoint_annotations, oks_iou,
                                  oks_nms, transform_preds, warp_window)
-from hrdeploy.tasks.pose.coco import ANN_NAME
+from hrdeploy.tasks.pose.coco import ANN_NAME, find_image_folder
 from hrdeploy.tasks.pose.draw import BOX_COLOR
 from test_pose_core import official_get_affine_transform
 
@@ -242,3 +242,61 @@ def test_the_box_is_drawn_at_its_corners(tmp_path: Path) -> None:
     out = draw_people(image, [{"keypoints": [[0.0, 0.0, 0.0]] * 17, "score": 1.0, "box": [40, 50, 60, 70]}])
     assert tuple(out[50, 40]) == BOX_COLOR and tuple(out[120, 100]) == BOX_COLOR   # (x, y) and (x + w, y + h)
     assert not out[85, 70].any()
+
+
+# -- the COCO readers' checks and folder lookup ----------------------------------------------------------
+
+def test_the_image_folder_is_looked_up_next_to_the_root_first_and_defaults_to_it(tmp_path: Path) -> None:
+    root, other = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "val2017").mkdir(parents=True)
+    (other / "val2017").mkdir(parents=True)
+    ann = other / ANN_NAME
+    ann.write_text("{}")
+    assert find_image_folder(root, ann) == root / "val2017"
+    bare = tmp_path / "bare"
+    (bare / "annotations").mkdir(parents=True)
+    assert find_image_folder(bare, bare / "annotations" / ANN_NAME) == bare
+
+
+@pytest.mark.parametrize("bbox", [[1.0, 2.0, 3.0], [1.0, 2.0, -3.0, 4.0], [1.0, 2.0, 3.0, -4.0], [1.0, "2", 3.0, 4.0]])
+def test_malformed_boxes_are_refused(tmp_path: Path, bbox: list[Any]) -> None:
+    root = _coco(tmp_path, [{"image_id": 1, "bbox": bbox, "keypoints": _kpts()}])
+    with pytest.raises(UserError, match="has a malformed bbox"):
+        load_keypoint_annotations(root / "annotations" / ANN_NAME)
+
+
+def test_sub_pixel_boxes_are_valid_and_ids_start_at_1(tmp_path: Path) -> None:
+    anns = [{"image_id": 1, "bbox": [1.0, 2.0, 0.5, 0.5], "keypoints": _kpts()},
+            {"image_id": 1, "bbox": [1.0, 2.0, 0.0, 0.0], "keypoints": _kpts()}]
+    gt = load_keypoint_annotations(_coco(tmp_path, anns) / "annotations" / ANN_NAME)
+    assert [a["id"] for a in gt["annotations"]] == [1, 2]
+
+
+def test_malformed_keypoints_say_how_many_numbers_coco_has(tmp_path: Path) -> None:
+    root = _coco(tmp_path, [{"image_id": 1, "bbox": [0.0, 0.0, 4.0, 4.0], "keypoints": [1.0] * 50}])
+    with pytest.raises(UserError, match="expected 51 numbers: x, y, visibility for each of the 17 COCO joints"):
+        load_keypoint_annotations(root / "annotations" / ANN_NAME)
+
+
+def test_gt_boxes_past_the_right_edge_are_clipped_as_the_official_kernel() -> None:
+    ann = {"id": 1, "image_id": 1, "bbox": [90.0, 10.0, 30.0, 20.0], "area": 600.0, "keypoints": _kpts(),
+           "iscrowd": 0, "category_id": 1}
+    gt = {"images": [{"id": 1, "width": 100, "height": 80}], "annotations": [ann]}
+    assert clean_gt_boxes(gt) == {1: [_official_clean(ann, 100, 80)]} == {1: [[90.0, 10.0, 9.0, 19.0, 1.0]]}
+
+
+def test_a_repeated_image_entry_is_read_once_and_the_rest_still_are(tmp_path: Path) -> None:
+    images = [{"id": i, "width": 100, "height": 80, "file_name": f"{i:012d}.jpg"} for i in (1, 1, 2)]
+    root = _coco(tmp_path, [], images)
+    assert [r.info["image_id"] for r in coco_keypoint_dataset(root, {}, "bottomup")] == [1, 2]
+
+
+def test_missing_images_are_refused_or_skipped_with_their_people(tmp_path: Path) -> None:
+    images = [{"id": i, "width": 100, "height": 80, "file_name": f"{i:012d}.jpg"} for i in (1, 2)]
+    anns = [{"image_id": i, "bbox": [0.0, 0.0, 4.0, 4.0], "keypoints": _kpts()} for i in (1, 2)]
+    root = _coco(tmp_path, anns, images)
+    (root / "val2017" / "000000000002.jpg").unlink()
+    with pytest.raises(UserError, match="1 of 2 images of person_keypoints_val2017.json are not in"):
+        coco_keypoint_dataset(root, {}, "bottomup")
+    ds = coco_keypoint_dataset(root, {"skip_missing": True}, "bottomup")
+    assert [r.info["image_id"] for r in ds] == [1] and [a["image_id"] for a in ds.gt["annotations"]] == [1]

@@ -285,7 +285,8 @@ def run_eval(sessions: dict[str, Any], s: Settings, workdir: Path, batch: int = 
             if device_measure is not None:
                 mean_ms, _n = device_measure(sess, batch)(s.seconds / 2, 1)
                 dev = round(batch / (mean_ms / 1000), 3)
-            res = evaluate(sess, f"imagenet:{root}", workdir / f"eval-{prec}.json", batch=batch, log=lambda _m: None)
+            res = evaluate(sess, f"imagenet:{root}", workdir / f"eval-{prec}.json", batch=batch,
+                           log=lambda _m: None).document
             t = res["timing"]
             runs[prec].append({"batch": res["batch"], "images": t["images"], "seconds": t["seconds"],
                                "images_per_second": t["images_per_second"], "per_image_ms": t["per_image_ms"],

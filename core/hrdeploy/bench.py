@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .results import BenchResult
 from . import __version__
 from .engine import Stream
 from .errors import UserError
@@ -82,7 +83,7 @@ def end_to_end(session: Session, batch: int, seconds: float, images: list[Path],
 
 def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup: int = 3,
           options: dict[str, Any] | None = None, workers: int | None = None, e2e: bool = True,
-          images_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+          images_dir: Path | None = None, log: Callable[[str], None] = print) -> BenchResult:
     runner = session.runner
     allowed = runner.batch_sizes
     report: dict[str, Any] = {
@@ -99,8 +100,7 @@ def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup
         report.update(note="simulator: throughput is not measured (the simulator's speed is not the chip's); "
                            "parity against the stored onnxruntime fp32 reference instead",
                       parity=parity.to_dict(), device_timing=None)
-        report["_parity"] = parity
-        return report
+        return _finished(BenchResult(report, parity))
     native = session.target.bench_native(session.artifact, batches, seconds)
     report["device_timing"] = "vendor tool" if native else "Runner.run wall time (host <-> device copies included)"
     native_rows = {int(r["batch"]): r for r in (native or [])}
@@ -124,7 +124,14 @@ def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup
             if e2e:
                 row.update(end_to_end(session, b, seconds, images, options or {}, workers))
             report["results"].append(row)
-    return report
+    return _finished(BenchResult(report))
+
+
+def _finished(result: BenchResult) -> BenchResult:
+    from .plugins import registry
+
+    registry().call("hrdeploy_after_bench", report=result.document, result=result)
+    return result
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -277,14 +277,12 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
     except ParityError as e:
         out.print(_parity_table("PyTorch vs ONNX Runtime", e.report))
         raise
-    out.print(_parity_table(f"PyTorch vs ONNX Runtime ({rep['parity'].inputs} inputs)", rep["parity"]))
-    verdict = "[green]within tolerance[/green]" if rep["parity"].passed else "[red]BREACH (kept: --no-strict)[/red]"
+    out.print(_parity_table(f"PyTorch vs ONNX Runtime ({rep.parity.inputs} inputs)", rep.parity))
+    verdict = "[green]within tolerance[/green]" if rep.parity.passed else "[red]BREACH (kept: --no-strict)[/red]"
     out.print(f"wrote {output} ({spec.name}/{var.name}, opset {opset}); parity {verdict}")
-    if "RANDOM" in rep["metadata"]["weights"]:
+    if "RANDOM" in rep.metadata["weights"]:
         out.print("[yellow]note: random weights: predictions are meaningless, numbers are for parity and speed only[/yellow]")
-    _registry().call("hrdeploy_after_export", onnx_path=output,
-                     report={**rep, "parity": rep["parity"].to_dict()})
-    if not rep["parity"].passed:
+    if not rep.parity.passed:
         raise typer.Exit(1)
 
 
@@ -356,7 +354,6 @@ def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: b
                "recorded; hrdeploy's tolerance decides (--toolchain-verdict decide makes it decisive)")
         out.print(f"[yellow]toolchain verdict: {len(verdict['failed'])} of {verdict['verdicts']} similarity "
                   f"checks missed the toolchain's own floor: {how}[/yellow]", highlight=False)
-    _registry().call("hrdeploy_after_convert", artifact=art)
     out.print(f"wrote {output} ({m['model']}/{m['variant']} -> {target} {m['precision']})")
     if parity.get("status") == "failed" and strict:
         why = "its tolerance" if not parity.get("passed", True) else "the toolchain's own similarity floor"
@@ -446,28 +443,27 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
     with session.runner:
         reference = _open(compare, None, None) if compare is not None else None
         with reference.runner if reference is not None else nullcontext():
-            res = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, restart=restart,
-                           options=mopts, workers=workers, progress=_progress("eval"), log=_log, compare=reference)
-    rows = res.pop("_rows")
-    reports = res.pop("_compare", [])
+            outcome = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, restart=restart,
+                               options=mopts, workers=workers, progress=_progress("eval"), log=_log,
+                               compare=reference)
+    res = outcome.document
     # a two-column table is narrower than its title: rich would wrap the title inside it
     out.print(f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
               f"{res['data']['evaluated']} images", style="italic", highlight=False, soft_wrap=True)
     t = Table()
     t.add_column("metric")
     t.add_column("value")
-    for k, v in rows:
+    for k, v in outcome.rows:
         t.add_row(k, v)
     out.print(t)
-    for size, report in reports:
+    for size, report in outcome.compare:
         out.print(f"--compare: {report.test} vs {report.reference}, {report.inputs} network inputs of {size} "
                   "from this evaluation", style="italic", highlight=False, soft_wrap=True)
         out.print(_parity_table(None, report))
     if res.get("simulated"):
         out.print("[yellow]ran on a simulator: accuracy is meaningful, speed is not[/yellow]")
     out.print(f"wrote {output}")
-    _registry().call("hrdeploy_after_eval", result=res, result_path=output)
-    failures = [f"{size}: {f}" for size, r in reports for f in r.failures()]
+    failures = outcome.breaches()
     if failures:
         err.print("error: --compare found a breach: " + "; ".join(failures), markup=False, highlight=False)
         raise typer.Exit(1)
@@ -499,10 +495,10 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
     if isinstance(session.variant.input.batch, int):
         batches = [session.variant.input.batch]
     with session.runner:
-        rep = do_bench(session, batches, seconds=seconds, warmup=warmup, e2e=e2e, images_dir=images_dir,
-                       workers=workers, log=_log)
+        outcome = do_bench(session, batches, seconds=seconds, warmup=warmup, e2e=e2e, images_dir=images_dir,
+                           workers=workers, log=_log)
     view = err if _is_stdout(json_out) else out  # standard output carries the JSON alone
-    parity = rep.pop("_parity", None)
+    rep, parity = outcome.document, outcome.parity
     if parity is not None:
         view.print(_parity_table(f"{parity.test} vs {parity.reference} ({parity.inputs} inputs)", parity))
     t = Table(title=f"{rep['model']}/{rep['variant']} on {rep['runner']} ({rep['precision']})", title_justify="left")
@@ -526,7 +522,6 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
     if plot_out:
         plot(rep, plot_out)
         view.print(f"wrote {plot_out}")
-    _registry().call("hrdeploy_after_bench", report=rep)
 
 
 @app.command()
@@ -539,8 +534,9 @@ def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or expo
     Exit 0: within tolerance; 1: breach (names the output); 2: cannot run here."""
     from .verify import verify as do_verify
 
-    report, doc, path = do_verify(_registry(), model_file, device=device,
-                                  target_options=_declared_options(declared, "target", sets, "--set"))
+    outcome = do_verify(_registry(), model_file, device=device,
+                        target_options=_declared_options(declared, "target", sets, "--set"))
+    report, doc, path = outcome.report, outcome.document, outcome.path
     out.print(_parity_table(f"{doc['target']} {doc['precision']} on {doc['runner']} vs stored onnxruntime fp32 "
                             f"({report.inputs} inputs)", report))
     out.print(f"wrote {path}")
@@ -564,7 +560,7 @@ def samples(output: Path = typer.Argument(..., help="Folder to write the images 
 # -- toolchains -----------------------------------------------------------------------------------
 
 @toolchain_app.command("install")
-def toolchain_install(target: str = typer.Argument(..., help="Target whose toolchain to provision (e.g. sophon)."),
+def toolchain_install(target: str = typer.Argument(..., help="Target whose toolchain to provision (see the capabilities in 'hrdeploy list --json')."),
                       python: Optional[str] = typer.Option(None, "--python", help="Interpreter for the toolchain environment.")) -> None:
     """Create the toolchain environment a target needs (e.g. TPU-MLIR in a Python 3.10 venv)."""
     out.print(_registry().target(target).install_toolchain(python), highlight=False)

@@ -143,7 +143,7 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
         manifest["parity"] = judge_toolchain(check_parity(spec, variant, target, artifact, ref_x, ref_y,
                                                           precision, opts), manifest["checks"], toolchain_verdict)
         atomic_write_json(work / MANIFEST, manifest)
-    return Artifact(out_dir, manifest)
+    return _converted(registry, Artifact(out_dir, manifest))
 
 
 def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Artifact, ref_x: np.ndarray,
@@ -164,6 +164,13 @@ def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Ar
                      f"{target.name} {precision}")
     return {"status": "passed" if report.passed else "failed", "runner": label, "simulated": simulated,
             **report.to_dict()}
+
+
+def _converted(registry: Registry, artifact: Artifact) -> Artifact:
+    """The artifact, after the ``hrdeploy_after_convert`` hook saw it (not for a dry run)."""
+    if not artifact.manifest.get("dry_run"):
+        registry.call("hrdeploy_after_convert", artifact=artifact)
+    return artifact
 
 
 def judge_toolchain(parity: dict[str, Any], checks: list[dict[str, Any]], policy: str) -> dict[str, Any]:
@@ -224,4 +231,4 @@ def convert_from_plan(registry: Registry, folder: Path, *, device: str | None = 
                                                art.precision, m.get("target_options", {}), device=device),
                                   m["checks"], toolchain_verdict)
     atomic_write_json(art.path / MANIFEST, m)
-    return Artifact(art.path, m)
+    return _converted(registry, Artifact(art.path, m))

@@ -15,6 +15,7 @@ from .errors import UserError
 from .io import atomic_write_json, dumps
 from .model import SampleRef
 from .resume import RunIdentity, artifact_identity, dataset_identity, open_partial, partial_path, run_options
+from .results import EvalResult
 from .session import Session, check_model_options
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def report_skipped(info: dict[str, Any], log: Callable[[str], None]) -> None:
 def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None, batch: int = 1,
              resume: bool = False, restart: bool = False, options: dict[str, Any] | None = None,
              workers: int | None = None, progress: Callable[[int, int], Iterator[None] | Any] | None = None,
-             log: Callable[[str], None] = print, compare: Session | None = None) -> dict[str, Any]:
+             log: Callable[[str], None] = print, compare: Session | None = None) -> EvalResult:
     """Evaluate ``session`` on ``data`` and write the result JSON to ``out``. With ``compare``
     (a reference model, e.g. the source ONNX on onnxruntime), every network input of this run
     also goes through the reference and the outputs are compared (``result["compare"]``).
@@ -119,9 +120,11 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
         result["files"] = written
     atomic_write_json(out, result)
     partial.unlink(missing_ok=True)
-    result["_rows"] = metric.rows(summary)
-    result["_compare"] = reports
-    return result
+    outcome = EvalResult(result, Path(out), metric.rows(summary), reports)
+    from .plugins import registry
+
+    registry().call("hrdeploy_after_eval", result=result, result_path=Path(out), outcome=outcome)
+    return outcome
 
 
 def _in_dataset_order(refs: list[SampleRef], done: dict[str, dict[str, Any]],

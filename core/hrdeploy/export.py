@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .results import ExportResult
 from . import __version__
 from .artifact import reference_meta, reference_path_for_onnx, save_reference, write_onnx_metadata
 from .checkpoints import refuse_non_finite
@@ -95,7 +96,7 @@ def run_onnx(path: Path, x: np.ndarray) -> list[np.ndarray]:
 def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None, random_weights: bool,
            seed: int = 0, batch: int | None = None, opset: int = 17, strict: bool = True,
            ref_images: Sequence[Path] | None = None, options: dict[str, Any] | None = None,
-           log: Callable[[str], None] = print) -> dict[str, Any]:
+           log: Callable[[str], None] = print) -> ExportResult:
     from .session import check_model_options
 
     options = check_model_options(spec, options)  # undeclared options refused before torch loads
@@ -178,4 +179,8 @@ def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None
                    reference_meta(meta, onnx_sha256=sha256_file(out)))
     for name, data in extras.items():
         atomic_write_bytes(out.with_name(meta["extra_files"][name]), data)
-    return {"onnx": str(out), "metadata": meta, "parity": report, "reference": str(reference_path_for_onnx(out))}
+    result = ExportResult(Path(out), meta, report, reference_path_for_onnx(out))
+    from .plugins import registry
+
+    registry().call("hrdeploy_after_export", onnx_path=Path(out), report=result.to_json(), result=result)
+    return result

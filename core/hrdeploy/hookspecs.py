@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # only for the signatures: no import cost at run time
 
     from .artifact import Artifact
     from .model import ModelSpec
+    from .results import BenchResult, EvalResult, ExportResult
     from .target import Target
 
 hookspec = pluggy.HookspecMarker("hrdeploy")
@@ -96,18 +97,22 @@ def hrdeploy_commands(cli: Any) -> None:
 
 
 @hookspec
-def hrdeploy_after_export(onnx_path: Path, report: dict[str, Any]) -> None:
-    """Called after ``hrdeploy export`` wrote ``onnx_path`` and checked it.
+def hrdeploy_after_export(onnx_path: Path, report: dict[str, Any], result: ExportResult) -> None:
+    """Called after an export wrote ``onnx_path`` and checked it — by ``hrdeploy export`` and
+    by a library call of :func:`hrdeploy.export` alike.
 
-    ``report`` holds the model, variant, the ONNX metadata and the parity figures against
-    PyTorch (as printed). Return value ignored. Use it for reporting (upload, registry
-    entry, notification) without touching the core.
+    ``report`` is ``result.to_json()``: the model, variant, the ONNX metadata and the parity
+    figures against PyTorch (as printed); ``result`` is the typed
+    :class:`hrdeploy.results.ExportResult`. Take only the arguments you need. Return value
+    ignored. Use it for reporting (upload, registry entry, notification) without touching the
+    core.
     """
 
 
 @hookspec
 def hrdeploy_after_convert(artifact: Artifact) -> None:
-    """Called after ``hrdeploy convert`` wrote an artifact folder (not for ``--dry-run``).
+    """Called after a conversion wrote an artifact folder (``hrdeploy convert``, ``convert
+    --from-plan`` or a library call of :func:`hrdeploy.convert`; not for ``--dry-run``).
 
     ``artifact.manifest`` holds the commands run, the toolchain version and the parity of
     the converted model against the ONNX model. Return value ignored.
@@ -115,12 +120,16 @@ def hrdeploy_after_convert(artifact: Artifact) -> None:
 
 
 @hookspec
-def hrdeploy_after_eval(result: dict[str, Any], result_path: Path) -> None:
-    """Called after ``hrdeploy eval`` wrote its result JSON (metric figures, model,
-    target, precision and every pre/post-processing parameter). Return value ignored."""
+def hrdeploy_after_eval(result: dict[str, Any], result_path: Path, outcome: EvalResult) -> None:
+    """Called after an evaluation wrote its result JSON (``hrdeploy eval`` or a library call of
+    :func:`hrdeploy.evaluate`): ``result`` holds the metric figures, model, target, precision
+    and every pre/post-processing parameter; ``outcome`` is the typed
+    :class:`hrdeploy.results.EvalResult` (with the ``--compare`` reports). Return value ignored."""
 
 
 @hookspec
-def hrdeploy_after_bench(report: dict[str, Any]) -> None:
-    """Called after ``hrdeploy bench`` measured all batch sizes, with the same report it
-    writes as JSON (``results`` holds one row per batch size). Return value ignored."""
+def hrdeploy_after_bench(report: dict[str, Any], result: BenchResult) -> None:
+    """Called after a benchmark measured all batch sizes (``hrdeploy bench`` or a library call
+    of :func:`hrdeploy.bench`), with the same report it writes as JSON (``results`` holds one
+    row per batch size) and the typed :class:`hrdeploy.results.BenchResult`. Return value
+    ignored."""

@@ -23,6 +23,13 @@ class Session:
     #: the target options the runner was opened with (the manifest's, then the command line's)
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __enter__(self) -> "Session":
+        self.runner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.__exit__(*exc)
+
     def pipeline(self, options: dict[str, Any] | None = None) -> Pipeline:
         sizes = self.runner.sizes or self.artifact.sizes
         runtime = {"sizes": [tuple(s) for s in sizes] if sizes and not self.artifact.input.fixed_size else None,

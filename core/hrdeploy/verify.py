@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .results import VerifyResult
 from . import __version__
 from .artifact import VERIFY_REPORT, Artifact, load_reference
 from .engine import run_arrays
@@ -69,7 +70,9 @@ def reference_report(session: Session, reference: Reference | None = None) -> Pa
 
 
 def verify(registry: Registry, model_file: Path, device: str | None = None,
-           target_options: dict[str, Any] | None = None) -> tuple[ParityReport, dict[str, Any], Path]:
+           target_options: dict[str, Any] | None = None) -> VerifyResult:
+    """Run ``model_file`` on this machine on the reference inputs stored in it and compare with
+    the stored onnxruntime fp32 outputs; writes the report next to the artifact."""
     artifact = Artifact.load(model_file)
     # a missing, damaged or foreign reference is refused before a device opens or a simulator starts
     reference = stored_reference(artifact)
@@ -84,4 +87,4 @@ def verify(registry: Registry, model_file: Path, device: str | None = None,
            "hrdeploy_version": __version__}
     path = report_path(artifact)
     atomic_write_json(path, doc)
-    return report, doc, path
+    return VerifyResult(report, doc, path)

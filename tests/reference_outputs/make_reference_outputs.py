@@ -24,8 +24,11 @@ of it is stored in this repository.
            | tar -x -C $SRC/dekr
        git clone https://github.com/huggingface/pytorch-image-models timm
        git -C timm archive 5b28ef410062af2a2ab1f27bf02cf33e2ba28ca2 timm | tar -x -C $SRC/timm045   # v0.4.5
+       git clone https://github.com/Ascend/ModelZoo-PyTorch ascend
+       git -C ascend show 05360171699bbe3bb1916bbafa84a445bd112e87:ACL_PyTorch/contrib/cv/classfication/\\
+       TResNet/TResNet.patch > $SRC/TResNet.patch                  # (one path, no line break)
 
-   (create the four $SRC sub-directories first).
+   (create the four $SRC sub-directories first; ``patch`` must be on PATH).
 
 3. Run, from the repository root::
 
@@ -40,8 +43,8 @@ What each fixture is (details in its ``meta`` JSON string):
 =============================  ===============================================================
 tresnet_{m,l,xl}.npz           current timm ``timm.create_model("tresnet_x")`` (timm/models/
                                tresnet.py), manifest tresnet/tresnet_x.timm.json
-tresnet_m_ascend.npz           timm v0.4.5 (5b28ef41) ``create_model("tresnet_m")`` with the changes
-                               of Ascend's TResNet.patch applied by :func:`patch_v045_for_ascend`
+tresnet_m_ascend.npz           timm v0.4.5 (5b28ef41) ``create_model("tresnet_m")`` with Ascend's
+                               TResNet.patch applied (:func:`patch_v045_for_ascend`)
 hrnet_cls_{w18_small_v2,w64}   HRNet-Image-Classification lib/models/cls_hrnet.py ``get_cls_net``
                                + experiments/cls_hrnet_<v>_sgd_lr5e-2_wd1e-4_bs32_x100.yaml
 pose_hrnet_w48_256x192.npz     HRNet-Human-Pose-Estimation lib/models/pose_hrnet.py
@@ -65,6 +68,10 @@ float32, so it is stored exactly as ``input_int8`` with ``input = input_int8 * i
 clip(round(randn * 16), -127, 127). Its outputs are stored on the grid rows = cols = ``grid``
 (every 4th row/column plus the last one, borders included): (1, C, 41, 41) instead of
 (1, C, 160, 160).
+
+The classification inputs are identical to the one in hrnet_cls_w18.npz (same recipe; checked
+byte for byte). The fixtures were made with torch 2.14.1 (+cu130 wheels, run on the CPU) and timm
+1.0.31; re-running this script reproduced them bit for bit.
 """
 from __future__ import annotations
 
@@ -149,7 +156,8 @@ def tresnet_timm(size: str) -> Callable[[Path], dict[str, Any]]:
     def make(src: Path) -> dict[str, Any]:
         import timm
 
-        model = _load(timm.create_model(f"tresnet_{size}", pretrained=False), _manifest(f"tresnet/tresnet_{size}.timm.json"))
+        model = _load(timm.create_model(f"tresnet_{size}", pretrained=False),
+                      _manifest(f"tresnet/tresnet_{size}.timm.json"))
         x = _randn((2, 3, 224, 224))
         (logits,) = _run(model, x)
         meta = _base_meta(f"tresnet/tresnet_{size}.timm.json",
@@ -160,35 +168,23 @@ def tresnet_timm(size: str) -> Callable[[Path], dict[str, Any]]:
     return make
 
 
-#: (file, old text, new text): what Ascend's TResNet.patch changes in timm v0.4.5, as described
-#: in models-classification.md section 4 (plain BN instead of InplaceABN; LeakyReLU 0.01 in every
-#: activated layer, layers with act "identity" become Conv + BN; no @torch.jit.script on
-#: SpaceToDepthJit/DownsampleJIT; the blur pads with zeros, conv2d(padding=1), not reflect)
-ASCEND_EDITS = (
-    ("models/tresnet.py",
-     "        InplaceAbn(nf, act_layer=act_layer, act_param=act_param)\n",
-     "        nn.BatchNorm2d(nf),\n"
-     "        nn.LeakyReLU(negative_slope=0.01) if act_layer == 'leaky_relu' else nn.Identity()\n"),
-    ("models/layers/space_to_depth.py", "@torch.jit.script\nclass SpaceToDepthJit", "class SpaceToDepthJit"),
-    ("models/layers/anti_aliasing.py", "@torch.jit.script\nclass DownsampleJIT", "class DownsampleJIT"),
-    ("models/layers/anti_aliasing.py",
-     "        input_pad = F.pad(input, (1, 1, 1, 1), 'reflect')\n"
-     "        filt = self.filt.get(str(input.device), self._create_filter(input))\n"
-     "        return F.conv2d(input_pad, filt, stride=2, padding=0, groups=input.shape[1])\n",
-     "        filt = self.filt.get(str(input.device), self._create_filter(input))\n"
-     "        return F.conv2d(input, filt, stride=2, padding=1, groups=input.shape[1])\n"),
-)
+ASCEND_PATCH = ("Ascend/ModelZoo-PyTorch", "05360171699bbe3bb1916bbafa84a445bd112e87",
+                "ACL_PyTorch/contrib/cv/classfication/TResNet/TResNet.patch")
 
 
-def patch_v045_for_ascend(timm_pkg: Path) -> None:
-    """Apply :data:`ASCEND_EDITS` to a copy of timm v0.4.5's ``timm`` package; every edit must
-    match exactly once."""
-    for rel, old, new in ASCEND_EDITS:
-        path = timm_pkg / rel
-        text = path.read_text(encoding="utf-8")
-        if text.count(old) != 1:
-            raise SystemExit(f"{path}: the text to patch occurs {text.count(old)} times, expected once")
-        path.write_text(text.replace(old, new), encoding="utf-8")
+def patch_v045_for_ascend(src: Path, work: Path) -> Path:
+    """A copy of timm v0.4.5's ``timm`` package in ``work`` with Ascend's TResNet.patch applied
+    (``patch -p1``, as the Ascend guide does in the v0.4.5 checkout). For the network the patch
+    means: nn.BatchNorm2d instead of InplaceAbn; LeakyReLU 0.01 in every activated conv2d_iabn
+    (the blocks had 1e-3), those with act "identity" become Conv + BN; no @torch.jit.script on
+    SpaceToDepthJit / DownsampleJIT; the blur pads with zeros, conv2d(padding=1), not reflect."""
+    patch_file = src / "TResNet.patch"
+    if not patch_file.is_file():
+        raise SystemExit(f"{patch_file}: missing (see this script's docstring, step 2)")
+    shutil.copytree(src / "timm045" / "timm", work / "timm")
+    with patch_file.open("rb") as f:
+        subprocess.run(["patch", "-p1", "--quiet"], stdin=f, cwd=work, check=True)
+    return work
 
 
 def ascend_manifest() -> dict[str, Any]:
@@ -202,9 +198,7 @@ def ascend_manifest() -> dict[str, Any]:
 
 
 def tresnet_m_ascend(src: Path) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="timm045_ascend_"))
-    shutil.copytree(src / "timm045" / "timm", work / "timm")
-    patch_v045_for_ascend(work / "timm")
+    work = patch_v045_for_ascend(src, Path(tempfile.mkdtemp(prefix="timm045_ascend_")))
     sys.path.insert(0, str(work))
     import timm
 
@@ -214,9 +208,10 @@ def tresnet_m_ascend(src: Path) -> dict[str, Any]:
     x = _randn((2, 3, 224, 224))
     (logits,) = _run(model, x)
     repo, commit = COMMITS["timm045"]
+    patch_repo, patch_commit, patch_path = ASCEND_PATCH
     meta = _base_meta("tresnet/tresnet_m.timm045.json + num_batches_tracked after every running_var (Ascend layout)",
-                      f"{repo}@{commit} (v0.4.5) timm/models/tresnet.py, with Ascend TResNet.patch's changes "
-                      "applied by make_reference_outputs.patch_v045_for_ascend: nn.BatchNorm2d instead of "
+                      f"{repo}@{commit} (v0.4.5) timm/models/tresnet.py, patched with "
+                      f"{patch_repo}@{patch_commit} {patch_path} (patch -p1): nn.BatchNorm2d instead of "
                       "InplaceAbn, LeakyReLU(0.01) in every activated conv2d_iabn (identity ones: Conv+BN), "
                       "no @torch.jit.script on SpaceToDepthJit/DownsampleJIT, blur conv2d(padding=1) "
                       "(zero pad) instead of reflect pad",

@@ -19,9 +19,9 @@ class TinyNetSpec(ClassificationSpec):
         return TinyNet()
 
     def load_weights(self, module, path: Path, variant) -> str:
-        import torch
+        from hrdeploy.checkpoints import read_state_dict  # never runs code from the file
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state, _notes = read_state_dict(path)
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as e:

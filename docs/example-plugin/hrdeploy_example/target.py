@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Target
+import numpy as np
+
+from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target
 
 
 class CopycatTarget(Target):
@@ -24,8 +26,20 @@ class CopycatTarget(Target):
         return ConvertResult(files={"model": out.name}, toolchain={"name": "cp"})
 
     def open(self, artifact, device=None, options=None):
-        from hrdeploy.targets.onnxruntime.runner import OrtRunner
+        return CopycatRunner(artifact.file("model"))
 
-        runner = OrtRunner(artifact.file("model"))
-        runner.label = "copycat " + runner.label
-        return runner
+
+class CopycatRunner(Runner):
+    """Runs the copied file with ONNX Runtime: only public hrdeploy API (Runner) is used."""
+
+    def __init__(self, model) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.label = f"copycat (onnxruntime {ort.__version__})"
+
+    def run(self, feeds):
+        # fresh arrays every call: hrdeploy keeps outputs across batches
+        return [np.array(o, dtype=np.float32, copy=True) for o in self.session.run(self.output_names, feeds)]

@@ -88,7 +88,7 @@ class DEKRPipeline(Pipeline):
     def __init__(self, *, input_size: int, output_size: int, output_names: Sequence[str] = ("heatmap", "offset"),
                  flip: bool = True, scales: Sequence[float] = (1.0,),
                  gears: Sequence[tuple[int, int]] | None = None, rescorer: Rescorer | None = None,
-                 rescore_note: str = "") -> None:
+                 rescore_note: str = "", nms_threshold: float | None = None) -> None:
         scales = sorted({float(s) for s in scales}, reverse=True)
         if 1.0 not in scales:
             raise UserError(f"--scales {','.join(f'{s:g}' for s in scales)} must include 1 "
@@ -100,7 +100,11 @@ class DEKRPipeline(Pipeline):
                             f"artifact is compiled for the size gears {[tuple(g) for g in gears]}",
                             "run the exported .onnx file, or drop --scales")
         self.input_size = int(input_size)
-        self.cfg = DecodeConfig(input_size=int(input_size), output_size=int(output_size))
+        if nms_threshold is not None and not 0 < nms_threshold < 1:
+            raise UserError(f"--nms-threshold must be between 0 and 1, got {nms_threshold:g}",
+                            "the official configurations use 0.05 (single scale) and 0.15 (multi-scale)")
+        self.cfg = DecodeConfig(input_size=int(input_size), output_size=int(output_size),
+                                **({"nms_threshold": float(nms_threshold)} if nms_threshold is not None else {}))
         self.names = tuple(output_names)
         self.flip = bool(flip)
         self.scales = scales

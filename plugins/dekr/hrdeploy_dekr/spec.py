@@ -34,6 +34,9 @@ OPTIONS = {
                              "opset 17, what the vendor compilers take) or deformconv (one DeformConv node "
                              "each, needs --opset 19; about 2.4x faster end to end on onnxruntime CPU)",
                              "grid_sample", str),
+    "nms_threshold": OptionSpec("pose NMS: two people are one when their joints lie closer than this times "
+                                "the square root of the pose area (official TEST.NMS_THRE: 0.05 single-scale, "
+                                "0.15 in the multi-scale configuration)", 0.05, float),
     "ann": OptionSpec("COCO person_keypoints JSON (default: found under --data)", None, str),
     "images": OptionSpec("folder with the annotation file's images (default: found under --data)", None, str),
 }
@@ -108,7 +111,7 @@ class DEKRSpec(ModelSpec):
         return DEKRPipeline(
             input_size=int(variant.extra["input_size"]), output_size=int(variant.extra["output_size"]),
             output_names=variant.outputs, flip=_option(opts, "flip"), scales=_option(opts, "scales"),
-            gears=runtime.get("sizes") or None,
+            gears=runtime.get("sizes") or None, nms_threshold=_option(opts, "nms_threshold"),
             rescorer=rescorer, rescore_note=note)
 
     @staticmethod

@@ -50,7 +50,8 @@ def _logits(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(x)).numpy()
 
 
-def test_fixtures_say_how_they_were_made(official: Callable[[str], dict[str, Any]], reference_input: torch.Tensor) -> None:
+def test_fixtures_say_how_they_were_made(official: Callable[[str], dict[str, Any]],
+                                        reference_input: torch.Tensor) -> None:
     for variant in ("m", "l", "xl"):
         meta = official(variant)["meta"]
         assert meta["function"] == f"timm.create_model('tresnet_{variant}', pretrained=False)"
