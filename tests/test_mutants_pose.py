@@ -300,3 +300,17 @@ def test_missing_images_are_refused_or_skipped_with_their_people(tmp_path: Path)
         coco_keypoint_dataset(root, {}, "bottomup")
     ds = coco_keypoint_dataset(root, {"skip_missing": True}, "bottomup")
     assert [r.info["image_id"] for r in ds] == [1] and [a["image_id"] for a in ds.gt["annotations"]] == [1]
+
+
+def test_prediction_check_of_pose_people() -> None:
+    m = CocoKeypointMetric({"images": [], "annotations": []})
+    person = {"keypoints": [[1.0, 2.0, 0.5]] * 17, "score": 1}
+    assert m.check_prediction({"people": [person, {**person, "keypoints": [[float("nan"), 0, 0]] * 17}]}) is None
+    for bad, says in (([], "expected"), ({"people": {}}, "expected"), ({"people": [[1]]}, "people[0] has no numeric"),
+                      ({"people": [person, {**person, "score": True}]}, "people[1] has no numeric score"),
+                      ({"people": [{**person, "keypoints": [[1.0, 2.0, 0.5, 1.0]] * 17}]}, "people[0].keypoints"),
+                      ({"people": [{**person, "keypoints": [[1.0, 2.0]] * 17}]}, "people[0].keypoints"),
+                      ({"people": [{**person, "keypoints": [[1.0, "2", 0.5]] * 17}]}, "people[0].keypoints"),
+                      ({"people": [{**person, "keypoints": [(1.0, 2.0, 0.5)] * 17}]}, "people[0].keypoints"),
+                      ({"people": [{**person, "keypoints": "none"}]}, "people[0].keypoints")):
+        assert says in (m.check_prediction(bad) or ""), bad

@@ -144,7 +144,7 @@ def bad_calib(tmp_path: Path) -> Path:
 def test_a_failed_convert_removes_the_folder_it_created(model, bad_calib, tmp_path, run_cli):
     out = tmp_path / "new" / "art"
     refused(run_cli("convert", model, "--precision", "int8", "--calib", bad_calib, "-o", out), "zz_corrupt.jpg")
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()  # nor the parent it made for it
 
 
 def test_a_failed_convert_leaves_a_folder_that_existed_before(model, bad_calib, tmp_path, run_cli):
@@ -169,6 +169,9 @@ def test_vis_into_the_input_folder_is_refused(model, photos, run_cli):
     refused(run_cli("predict", model, photos, "--vis", photos / "drawn"), "lies inside the input")
     one = sorted(photos.iterdir())[0]
     refused(run_cli("predict", model, one, "--vis", photos), f"--vis {photos} contains the input {one}")
+    link = photos.parent / "link_to_photos"
+    link.symlink_to(photos, target_is_directory=True)  # another name for the same folder
+    refused(run_cli("predict", model, photos, "--vis", link), f"--vis {link} is the input {photos}")
     assert snapshot(photos) == before and not (photos / "drawn").exists()
 
 

@@ -2,6 +2,7 @@
 (hrdeploy's contract kits) right away, in a fresh virtual environment."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -29,6 +30,22 @@ def test_generated_model_and_target_plugins_install_and_pass_their_tests(run_cli
     listed = subprocess.run([str(python), "-m", "hrdeploy", "list", "--json"], capture_output=True, text=True,
                             check=True).stdout
     assert '"my_net"' in listed and '"mychip"' in listed
+    # the third-party target's declared option is a flag of every command that opens or builds
+    for command in ("convert", "predict", "eval", "bench", "verify"):
+        helptext = subprocess.run([str(python), "-m", "hrdeploy", command, "--help"], capture_output=True, text=True,
+                                  env={**env, "COLUMNS": "300"}).stdout
+        assert "--hint" in helptext and "mychip target options" in helptext, (command, helptext[-3000:])
+    from classification_data import colour_classifier_onnx
+
+    model = colour_classifier_onnx(tmp_path / "colour.onnx")
+    conv = subprocess.run([str(python), "-m", "hrdeploy", "convert", str(model), "--target", "mychip", "--hint",
+                           "throughput", "-o", str(tmp_path / "art")], capture_output=True, text=True, env=env)
+    assert conv.returncode == 0, conv.stderr
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert manifest["target_options"] == {"hint": "throughput"} and "throughput" in manifest["parity"]["runner"]
+    bad = subprocess.run([str(python), "-m", "hrdeploy", "convert", str(model), "--target", "mychip", "--hint",
+                          "fast", "-o", str(tmp_path / "art2")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "'fast' is not one of latency, throughput" in bad.stderr
     for pkg in ("model", "target"):
         proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path / pkg,
                               capture_output=True, text=True, env=env)

@@ -76,10 +76,12 @@ def check_replace_file(path: Path, inputs: Iterable[Path | None], *, force: bool
 @dataclass(frozen=True)
 class FolderPlan:
     """What :func:`prepare_output_folder` found and did: whether the folder existed before
-    (a failure must then leave it where it is)."""
+    (a failure must then leave it where it is), and the parents it had to create."""
 
     path: Path
     existed: bool
+    #: parent folders created for ``path``, innermost first
+    new_parents: tuple[Path, ...] = ()
 
 
 def _hrdeploy_manifest(folder: Path) -> dict[str, Any] | None:
@@ -159,11 +161,16 @@ def prepare_output_folder(folder: Path, inputs: Iterable[Path | None], *, force:
     check_output_folder(folder, inputs, force=force, option=option)
     existed = folder.exists()
     replaced = existed and any(folder.iterdir())
+    new_parents = []
+    for parent in folder.absolute().parents:
+        if parent.exists():
+            break
+        new_parents.append(parent)
     if replaced:  # only an hrdeploy folder gets here (checked above)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # a folder whose previous contents hrdeploy replaced is hrdeploy's to remove on failure
-    return FolderPlan(folder, existed=existed and not replaced)
+    return FolderPlan(folder, existed=existed and not replaced, new_parents=tuple(new_parents))
 
 
 def discard_created(plan: FolderPlan, keep_suffixes: tuple[str, ...] = (".log",)) -> None:
@@ -185,8 +192,12 @@ def discard_created(plan: FolderPlan, keep_suffixes: tuple[str, ...] = (".log",)
                 sub.unlink()
             elif not any(sub.iterdir()):
                 sub.rmdir()
-    if not plan.existed and not any(folder.iterdir()):
-        folder.rmdir()
+    if plan.existed or any(folder.iterdir()):
+        return
+    folder.rmdir()
+    for parent in plan.new_parents:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 def check_vis_folder(folder: Path, inputs: Iterable[Path], option: str = "--vis") -> None:

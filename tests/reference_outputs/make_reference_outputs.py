@@ -25,8 +25,8 @@ of it is stored in this repository.
        git clone https://github.com/huggingface/pytorch-image-models timm
        git -C timm archive 5b28ef410062af2a2ab1f27bf02cf33e2ba28ca2 timm | tar -x -C $SRC/timm045   # v0.4.5
        git clone https://github.com/Ascend/ModelZoo-PyTorch ascend
-       git -C ascend show 05360171699bbe3bb1916bbafa84a445bd112e87:ACL_PyTorch/contrib/cv/classfication/\\
-       TResNet/TResNet.patch > $SRC/TResNet.patch                  # (one path, no line break)
+       P=ACL_PyTorch/contrib/cv/classfication/TResNet/TResNet.patch
+       git -C ascend show 05360171699bbe3bb1916bbafa84a445bd112e87:$P > $SRC/TResNet.patch
 
    (create the four $SRC sub-directories first; ``patch`` must be on PATH).
 
