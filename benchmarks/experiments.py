@@ -4,7 +4,7 @@
     python benchmarks/experiments.py threading [--model hrnet_cls/w18] [--batch 8] [--seconds 4]
     python benchmarks/experiments.py dekr_adapt [--rounds 2]
 
-``threading``: end-to-end (hrdeploy.bench.end_to_end, the streaming loop of eval) and
+``threading``: end-to-end (hrdeploy.benchmark.end_to_end, the streaming loop of eval) and
 device-only throughput of the cached fp32 and int8 artifacts under variants of the session
 options and the decode/preprocess worker count. Each variant is a runner built exactly like
 ``OrtRunner`` with one thing changed; it uses the models run.py cached in benchmarks/.cache.
@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 def _runner_with(path: Path, threads: int, change: Callable[[Any], None]) -> Any:
     import onnxruntime as ort
 
-    from hrdeploy.targets.onnxruntime.runner import OrtRunner, session_options
+    from hrdeploy.ort_runner import OrtRunner, session_options
 
     runner = OrtRunner(path, threads=threads)
     so = session_options(threads)
@@ -35,7 +35,7 @@ def _runner_with(path: Path, threads: int, change: Callable[[Any], None]) -> Any
 
 
 def threading(args: argparse.Namespace) -> None:
-    from hrdeploy.bench import device_only, end_to_end
+    from hrdeploy.benchmark import device_only, end_to_end
     from hrdeploy.plugins import registry
     from hrdeploy.session import Session, open_session
 
@@ -87,9 +87,10 @@ def dekr_adapt(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from hrdeploy.export import export, reference_inputs
+    from hrdeploy.onnx_export import export
+    from hrdeploy.reference import reference_inputs
     from hrdeploy.plugins import registry
-    from hrdeploy.targets.onnxruntime.runner import OrtRunner
+    from hrdeploy.ort_runner import OrtRunner
 
     from hrbench.compat import batch_safe_reference_runs
 

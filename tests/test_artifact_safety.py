@@ -16,7 +16,7 @@ import pytest
 
 from classification_data import colour_classifier_onnx, colour_images, imagenet_label_layout
 from hrdeploy.artifact import read_onnx_metadata, reference_meta, save_reference, write_onnx_metadata
-from hrdeploy.export import reference_inputs, run_onnx
+from hrdeploy.reference import reference_inputs, run_onnx
 from hrdeploy.plugins import registry
 
 SECRET = "HOST-SECRET-a1b2c3: a file of the machine, never part of an artifact"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hrdeploy.samples import make_image
+from hrdeploy.synthetic import make_image
 from hrdeploy.tasks.classification import (ClassificationPipeline, TopKMetric, classification_variant,
                                            imagenet_classes, preprocess_image, resize_short_crop)
 from hrdeploy.model import SampleRef

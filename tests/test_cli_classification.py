@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from classification_data import colour_classifier_onnx, imagenet_label_layout, imagenet_synset_layout
-from hrdeploy.samples import write_images
+from hrdeploy.synthetic import write_images
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_eval_counts_misses(tmp_path, run_cli):
 
 
 def test_eval_resumes_after_interruption(tmp_path, run_cli, monkeypatch):
-    import hrdeploy.engine as engine
+    import hrdeploy.stream as engine
 
     model = colour_classifier_onnx(tmp_path / "colour.onnx")
     imagenet_label_layout(tmp_path / "d")

@@ -117,7 +117,7 @@ def test_a_folder_where_a_file_is_needed(run_cli, model, tmp_path):
 
 
 def test_vis_into_a_file_is_refused(run_cli, model, tmp_path):
-    from hrdeploy.samples import write_images
+    from hrdeploy.synthetic import write_images
 
     write_images(tmp_path / "imgs", 1, size=(64, 80))
     blocker = tmp_path / "vis"
@@ -130,7 +130,7 @@ def test_vis_into_a_file_is_refused(run_cli, model, tmp_path):
 def test_json_dash_is_standard_output_for_predict_and_bench(run_cli, model, tmp_path):
     import json
 
-    from hrdeploy.samples import write_images
+    from hrdeploy.synthetic import write_images
 
     write_images(tmp_path / "imgs", 2, size=(64, 80))
     res = run_cli("predict", model, tmp_path / "imgs", "--json", "-")
@@ -153,7 +153,7 @@ def test_write_failures_name_the_path_and_what_to_do(run_cli, model, tmp_path, m
     """Root ignores permission bits and no test may fill a disk, so the failure is injected
     where every output file is written: the atomic writer."""
     import hrdeploy.io as io
-    from hrdeploy.samples import write_images
+    from hrdeploy.synthetic import write_images
 
     write_images(tmp_path / "imgs", 1, size=(64, 80))
 
@@ -170,7 +170,7 @@ def test_write_failures_name_the_path_and_what_to_do(run_cli, model, tmp_path, m
 # -- internal errors, interrupts, --debug -----------------------------------------------------------------
 
 def test_a_bug_is_an_internal_error_exit_3(run_cli, tmp_path, monkeypatch):
-    import hrdeploy.samples as samples
+    import hrdeploy.synthetic as samples
 
     def buggy(*a, **k):
         return {}["missing"]
@@ -185,7 +185,7 @@ def test_a_bug_is_an_internal_error_exit_3(run_cli, tmp_path, monkeypatch):
 
 
 def test_an_interrupt_exits_130_with_one_line(run_cli, tmp_path, monkeypatch):
-    import hrdeploy.samples as samples
+    import hrdeploy.synthetic as samples
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -197,7 +197,7 @@ def test_an_interrupt_exits_130_with_one_line(run_cli, tmp_path, monkeypatch):
 
 
 def test_outputs_of_the_wrong_kind_are_refused_before_any_work(run_cli, model, tmp_path):
-    from hrdeploy.samples import write_images
+    from hrdeploy.synthetic import write_images
 
     write_images(tmp_path / "imgs", 1, size=(64, 80))
     folder = tmp_path / "d.onnx"

@@ -12,7 +12,7 @@ from classification_data import colour_classifier_onnx
 from hrdeploy.io import read_image
 from hrdeploy.model import Sample, SampleRef
 from hrdeploy.plugins import registry
-from hrdeploy.samples import write_images
+from hrdeploy.synthetic import write_images
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 tolerance decides unless the user makes the toolchain's verdict decisive."""
 from __future__ import annotations
 
-from hrdeploy.convert import judge_toolchain
+from hrdeploy.conversion import judge_toolchain
 
 
 def _checks(*passed):

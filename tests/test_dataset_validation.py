@@ -274,7 +274,7 @@ def test_limit_below_one_is_refused(limit, colour_model, tmp_path, run_cli):
 
 @pytest.mark.parametrize("limit", [-1, 0, 1.5])
 def test_the_evaluation_itself_refuses_bad_limits(limit, colour_model, tmp_path):
-    from hrdeploy.evaluate import evaluate
+    from hrdeploy.evaluation import evaluate
     from hrdeploy_target_ascend.workflow import score_outputs
     from hrdeploy.plugins import registry
     from hrdeploy.session import open_session

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrdeploy.engine import Stream, choose_batch, pad_to, run_arrays
+from hrdeploy.stream import Stream, choose_batch, pad_to, run_arrays
 from hrdeploy.errors import UserError
 from hrdeploy.model import Item, Pipeline, SampleRef
 from hrdeploy.target import Runner
@@ -59,7 +59,7 @@ def test_batch_choice():
 
 @pytest.mark.parametrize("batch_sizes", [None, (4,), (1, 4)])
 def test_stream_keeps_order_and_pads(batch_sizes, monkeypatch):
-    import hrdeploy.engine as engine
+    import hrdeploy.stream as engine
 
     monkeypatch.setattr(engine, "read_image", lambda path: np.zeros((4, 4, 3), np.uint8))
     runner = SumRunner(batch_sizes)
@@ -73,7 +73,7 @@ def test_stream_keeps_order_and_pads(batch_sizes, monkeypatch):
 
 
 def test_stream_groups_by_size_and_rejects_uncompiled_sizes(monkeypatch):
-    import hrdeploy.engine as engine
+    import hrdeploy.stream as engine
 
     monkeypatch.setattr(engine, "read_image", lambda path: np.zeros((4, 4, 3), np.uint8))
     runner = SumRunner(None, sizes=((2, 2), (2, 3)))

@@ -98,7 +98,7 @@ def test_third_party_plugins_show_up_and_broken_ones_are_isolated(venv):
 
 @pytest.mark.slow
 def test_third_party_plugins_work_end_to_end(venv, tmp_path):
-    from hrdeploy.samples import write_images
+    from hrdeploy.synthetic import write_images
 
     write_images(tmp_path / "img", 2, size=(90, 120))
     assert hrdeploy(venv, "export", "tinynet", "--random-weights", "-o", "t.onnx", cwd=tmp_path).returncode == 0

@@ -20,7 +20,7 @@ VOLATILE = ("timing", "created")
 @contextlib.contextmanager
 def interrupted_after(n: int) -> Iterator[None]:
     """Ctrl-C after the stream has delivered ``n`` predictions."""
-    import hrdeploy.engine as engine
+    import hrdeploy.stream as engine
 
     real = engine.Stream._finish_ready
     seen = {"n": 0}

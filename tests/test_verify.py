@@ -9,7 +9,7 @@ import onnx
 from onnx import numpy_helper
 
 from classification_data import colour_classifier_onnx
-from hrdeploy.export import reference_inputs, run_onnx
+from hrdeploy.reference import reference_inputs, run_onnx
 from hrdeploy.plugins import registry
 
 

@@ -1,8 +1,8 @@
 """Exported and converted models for the benchmark, cached under benchmarks/.cache/.
 
 Each model gets ``<cache>/<model>-<variant>/`` with the seeded random-weight export
-(``model.onnx``, made by ``hrdeploy.export.export``), its calibration images, and the
-onnxruntime fp32 and int8 artifacts (made by ``hrdeploy.convert.convert``; int8 calibrated
+(``model.onnx``, made by ``hrdeploy.onnx_export.export``), its calibration images, and the
+onnxruntime fp32 and int8 artifacts (made by ``hrdeploy.conversion.convert``; int8 calibrated
 on the generated images through the model's own preprocessing, its parity measured on the
 held-out ones). A ``stamp.json`` records what the cache was built with; a different hrdeploy
 or onnxruntime version, seed or calibration count rebuilds it.
@@ -42,9 +42,9 @@ def _stamp(model: str, variant: str, seed: int, calib: int, calib_size: tuple[in
 def build(registry: Any, cache: Path, model: str, variant: str, *, seed: int, calib_count: int,
           calib_size: tuple[int, int], rebuild: bool, log: Callable[[str], None],
           options: dict[str, str] | None = None, opset: int = 17) -> Built:
-    from hrdeploy.convert import convert
-    from hrdeploy.export import export
-    from hrdeploy.samples import write_images
+    from hrdeploy.conversion import convert
+    from hrdeploy.onnx_export import export
+    from hrdeploy.synthetic import write_images
 
     folder = cache / f"{model}-{variant}"
     stamp = _stamp(model, variant, seed, calib_count, calib_size, dict(options or {}), opset)

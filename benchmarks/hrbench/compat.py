@@ -1,9 +1,9 @@
 """Work-around for a core limitation met while building the benchmark's artifacts.
 
-``hrdeploy.export.run_onnx`` feeds all reference inputs as one batch; a model that only runs
+``hrdeploy.onnx_export.run_onnx`` feeds all reference inputs as one batch; a model that only runs
 at a fixed batch (DEKR: batch 1) then fails in ``export`` and ``convert`` after the ONNX file
 is written ("Got invalid dimensions for input ... Got: 4 Expected: 1"). The fix belongs in
-core (run the stack through ``hrdeploy.engine.run_arrays``, which chunks and pads to the
+core (run the stack through ``hrdeploy.stream.run_arrays``, which chunks and pads to the
 runner's batch sizes); until it lands, :func:`batch_safe_reference_runs` applies exactly
 that for the duration of a build. For dynamic-batch models it changes nothing.
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 
 def _run_onnx_in_batches(path: Path, x: np.ndarray) -> list[np.ndarray]:
-    from hrdeploy.engine import run_arrays
-    from hrdeploy.targets.onnxruntime.runner import OrtRunner
+    from hrdeploy.stream import run_arrays
+    from hrdeploy.ort_runner import OrtRunner
 
     runner = OrtRunner(path)
     return run_arrays(runner, x)

@@ -82,7 +82,7 @@ def select(names: str | None) -> list[ModelPlan]:
 def write_jpegs(folder: Path, count: int, size: tuple[int, int], landscape_only: bool, seed: int) -> list[Path]:
     import cv2
 
-    from hrdeploy.samples import make_image
+    from hrdeploy.synthetic import make_image
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -99,7 +99,7 @@ def imagenet_folder(root: Path, count: int, seed: int = 500) -> Path:
     photographs (375x500 and 500x375), seeded labels."""
     import cv2
 
-    from hrdeploy.samples import make_image
+    from hrdeploy.synthetic import make_image
 
     images = root / "ILSVRC2012_img_val"
     images.mkdir(parents=True, exist_ok=True)
@@ -193,10 +193,10 @@ def measure_model(plan: ModelPlan, built: Any, s: Settings, peak: dict[str, Any]
                   workdir: Path) -> dict[str, Any]:
     import onnx
 
-    from hrdeploy.bench import device_only, end_to_end
-    from hrdeploy.export import reference_inputs
+    from hrdeploy.benchmark import device_only, end_to_end
+    from hrdeploy.reference import reference_inputs
     from hrdeploy.model import Sample, SampleRef
-    from hrdeploy.samples import make_image
+    from hrdeploy.synthetic import make_image
     from hrdeploy.session import open_session
 
     from .artifacts import int8_parity
@@ -275,7 +275,7 @@ def run_eval(sessions: dict[str, Any], s: Settings, workdir: Path, batch: int = 
     """``hrdeploy eval`` on a generated ImageNet folder, twice per precision, each run right
     after a device-only measurement at the same batch (the pair the check compares); the best
     run of each is the figure, all runs are kept."""
-    from hrdeploy.evaluate import evaluate
+    from hrdeploy.evaluation import evaluate
 
     root = imagenet_folder(workdir / "imagenet", s.eval_images)
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in sessions}

@@ -5,7 +5,7 @@
 * PyTorch eager: the plugin's own ``ModelSpec.build`` module under ``torch.inference_mode``
   with ``torch.set_num_threads`` set to the same count.
 
-The loop has the semantics of ``hrdeploy.bench.device_only`` (warm-up runs, then runs until
+The loop has the semantics of ``hrdeploy.benchmark.device_only`` (warm-up runs, then runs until
 both a minimum count and the time budget are reached; throughput = batch / mean latency), so
 the bare loop and hrdeploy are measured by the same rule.
 """
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-MIN_ITERS = 5  # what hrdeploy.bench's loop uses
+MIN_ITERS = 5  # what hrdeploy.benchmark's loop uses
 
 
 def timed(fn: Callable[[], Any], seconds: float, warmup: int, min_iters: int = MIN_ITERS) -> list[float]:
@@ -57,7 +57,7 @@ class TorchEager:
     def __init__(self, spec: Any, variant: Any, threads: int, seed: int = 0) -> None:
         import torch
 
-        from hrdeploy.export import seeded_weights
+        from hrdeploy.onnx_export import seeded_weights
 
         torch.set_num_threads(threads)
         self.torch = torch

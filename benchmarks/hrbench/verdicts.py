@@ -91,7 +91,7 @@ def compute(results: dict[str, Any], batch: int = 8) -> list[dict[str, Any]]:
         rows.append(_row(
             f"w18 eval throughput / device-only, {prec} bs{batch}",
             _ratio(e.get("images_per_second"), device), E2E_OVER_DEVICE, ">=",
-            f"hrdeploy.evaluate.evaluate on {e.get('images', '?')} generated ImageNet images (decode+preprocess+"
+            f"hrdeploy.evaluation.evaluate on {e.get('images', '?')} generated ImageNet images (decode+preprocess+"
             f"infer+postprocess+top-k metric, best of 2 runs) / hrdeploy device-only at batch {batch} measured "
             "alongside (best of 2)", required=required))
 

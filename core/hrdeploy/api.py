@@ -33,8 +33,8 @@ def export(model: str, output: str | Path, *, variant: str | None = None, weight
     """Export ``model`` (a name from ``hrdeploy list``) to the ONNX file ``output`` and check
     ONNX Runtime against PyTorch; the reference inputs and outputs are stored beside it."""
     from .artifact import reference_path_for_onnx
-    from .export import export as _export
     from .io import list_images
+    from .onnx_export import export as _export
     from .outputs import check_replace_file
 
     spec = _registry().model(model)
@@ -55,7 +55,7 @@ def convert(onnx_path: str | Path, output: str | Path, *, target: str = "onnxrun
     """Convert an exported ONNX file for ``target`` into the artifact folder ``output``; its
     ``manifest`` records every command and the parity against the source
     (``artifact.manifest["parity"]["status"]`` is ``"passed"``, ``"failed"`` or ``"not run"``)."""
-    from .convert import convert as _convert
+    from .conversion import convert as _convert
 
     if batch is not None and not isinstance(batch, str):
         batch = ",".join(str(int(b)) for b in batch)
@@ -82,7 +82,7 @@ def evaluate(model: str | Path | Session, data: str, output: str | Path, *, limi
     model's own pre/post-processing and metric; writes ``output`` (result.json). With
     ``compare`` (the source ``.onnx``), every evaluated input also runs through it and
     ``result.compare`` holds the parity per input size."""
-    from .evaluate import evaluate as _evaluate
+    from .evaluation import evaluate as _evaluate
 
     session = model if isinstance(model, Session) else open(model)
     with session.runner:
@@ -99,7 +99,7 @@ def bench(model: str | Path | Session, batch_sizes: Sequence[int] = (1, 8), *, s
           warmup: int = 3, e2e: bool = True, images_dir: str | Path | None = None, workers: int | None = None,
           log: Log = _quiet) -> BenchResult:
     """Throughput per batch size, device-only and end to end (``result.document["results"]``)."""
-    from .bench import bench as _bench
+    from .benchmark import bench as _bench
     from .validate import batch_sizes as _check
 
     sizes = _check(",".join(str(int(b)) for b in batch_sizes))
@@ -112,7 +112,7 @@ def bench(model: str | Path | Session, batch_sizes: Sequence[int] = (1, 8), *, s
 def verify(model_file: str | Path, *, device: str | None = None,
            target_options: dict[str, Any] | None = None) -> VerifyResult:
     """Re-check an artifact on this machine against the reference outputs stored in it."""
-    from .verify import verify as _verify
+    from .verification import verify as _verify
 
     return _verify(_registry(), Path(model_file), device=device, target_options=target_options)
 

@@ -6,15 +6,24 @@ import sys
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import (EXIT_BREACH, EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER,
-                     ParityError, UserError, describe_os_error)
+from .errors import (
+    EXIT_BREACH,
+    EXIT_CODES_HELP,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USER,
+    ParityError,
+    UserError,
+    describe_os_error,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="HRNet-family models from a PyTorch checkpoint to a measured deployment.\n\n"
@@ -252,8 +261,8 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
            opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE (each declared option also has its own flag)."),
            declared: Optional[dict] = None) -> None:
     """Export a model to ONNX and check ONNX Runtime against PyTorch on the same input."""
-    from .export import export as do_export
     from .io import list_images
+    from .onnx_export import export as do_export
 
     if batch is not None and dynamic_batch:
         raise UserError("--batch and --dynamic-batch exclude each other")
@@ -306,7 +315,8 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE for calibration preprocessing."),
             declared: Optional[dict] = None) -> None:
     """Convert an exported ONNX model for a target; the artifact's manifest records every command and the parity."""
-    from .convert import convert as do_convert, convert_from_plan
+    from .conversion import convert as do_convert
+    from .conversion import convert_from_plan
     from .validate import batch_sizes
 
     if batch is not None:
@@ -383,9 +393,9 @@ def predict(model_file: Path = typer.Argument(..., help="Exported .onnx or artif
             sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
             declared: Optional[dict] = None) -> None:
     """Run a model on images: a table, JSON, and drawn results with --vis."""
-    from .engine import Stream
     from .io import check_output_file, collect_images, read_image, write_image
     from .model import SampleRef
+    from .stream import Stream
 
     check_output_file(json_out, "--json")
     session = _open(model_file, device, sets, declared)
@@ -436,7 +446,7 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
              declared: Optional[dict] = None) -> None:
     """Evaluate on a dataset with the model's own pre/post-processing and metric."""
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     mopts = {**_declared_options(declared, "model", opts, "--opt"), **({"skip_missing": True} if skip_missing else {})}
     session = _open(model_file, device, sets, declared)
@@ -484,7 +494,8 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
           declared: Optional[dict] = None) -> None:
     """Throughput over batch sizes: device-only and end-to-end, as a table, JSON and a PNG plot."""
-    from .bench import bench as do_bench, plot
+    from .benchmark import bench as do_bench
+    from .benchmark import plot
     from .io import check_output_file
     from .validate import batch_sizes
 
@@ -532,7 +543,7 @@ def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or expo
            declared: Optional[dict] = None) -> None:
     """Check an artifact on this machine against the reference outputs stored at conversion.
     Exit 0: within tolerance; 1: breach (names the output); 2: cannot run here."""
-    from .verify import verify as do_verify
+    from .verification import verify as do_verify
 
     outcome = do_verify(_registry(), model_file, device=device,
                         target_options=_declared_options(declared, "target", sets, "--set"))
@@ -551,7 +562,7 @@ def samples(output: Path = typer.Argument(..., help="Folder to write the images 
             count: int = typer.Option(8, "--count", min=1, max=100000, help="How many images."),
             seed: int = typer.Option(0, "--seed", help="Seed (the same seed gives the same images).")) -> None:
     """Write synthetic photograph-like JPEGs: for trying the tools without a dataset."""
-    from .samples import write_images
+    from .synthetic import write_images
 
     paths = write_images(output, count, seed=seed)
     out.print(f"wrote {len(paths)} synthetic images to {output}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import run_arrays
+from .stream import run_arrays
 from .errors import UserError
 from .model import Item, SampleRef
 from .parity import ParityReport, compare
@@ -23,7 +23,7 @@ from .session import Session
 
 @dataclass
 class OutputRecorder:
-    """A :class:`~hrdeploy.engine.Stream` observer keeping each network input and its outputs."""
+    """A :class:`~hrdeploy.stream.Stream` observer keeping each network input and its outputs."""
 
     names: list[str]
     inputs: list[np.ndarray] = field(default_factory=list)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
 from .artifact import HASHES, hash_files
-from .engine import choose_batch
+from .stream import choose_batch
 from .errors import UserError
 from .io import atomic_write_bytes, dumps
 from .model import Dataset, Metric, SampleRef, short_json

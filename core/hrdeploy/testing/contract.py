@@ -33,7 +33,7 @@ import pytest
 from ..artifact import FORMAT, MANIFEST, Artifact
 from ..model import DEFAULT_TOLERANCES, TASKS, InputSpec, Item, ModelSpec, Sample, SampleRef
 from ..parity import OutputDiff, compare_output
-from ..samples import write_images
+from ..synthetic import write_images
 from ..target import PRECISIONS, ConvertRequest, Probe, Runner, Target
 
 

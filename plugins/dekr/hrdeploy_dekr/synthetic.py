@@ -90,7 +90,7 @@ def build_constant_dekr_onnx(path: Path, variant: str = "w32") -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     from hrdeploy.artifact import write_onnx_metadata
-    from hrdeploy.export import model_metadata
+    from hrdeploy.onnx_export import model_metadata
 
     from .spec import DEKRSpec
 

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hrdeploy.export import export
+from hrdeploy.onnx_export import export
 from hrdeploy.parity import compare_output
 from hrdeploy_tresnet.model import build_tresnet
 
@@ -35,14 +35,14 @@ def _graph_ops(path: Path) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
 
-def _export(spec, variant_name: str, weights: Path, out: Path) -> dict:
+def _export(spec, variant_name: str, weights: Path, out: Path):
     result = export(spec, spec.variant(variant_name), out, weights=weights, random_weights=False,
                     log=lambda _line: None)
-    (diff,) = result["parity"].outputs
+    (diff,) = result.parity.outputs
     print(f"{variant_name}: export parity ORT vs torch: max abs {diff.max_abs:.2e}, max rel {diff.max_rel:.2e} "
           f"(max|logit| {diff.max_ref:.3f}), sample-difference rel {diff.sample_diff_rel:.2e}, "
           f"cosine {diff.cosine_min:.8f}")
-    assert result["parity"].passed and diff.max_rel <= 1e-4
+    assert result.parity.passed and diff.max_rel <= 1e-4
     assert diff.sample_diff_rel <= 1e-3  # the input-dependent part survives, not only the mean
     return result
 
@@ -63,22 +63,22 @@ def _compare(spec, variant_name: str, sess: ort.InferenceSession, x: np.ndarray,
 
 def test_export_timm_m(spec, timm_m_checkpoint, logits_m, reference_input, tmp_path):
     result = _export(spec, "m", timm_m_checkpoint, tmp_path / "tresnet_m.onnx")
-    assert result["metadata"]["weights"] == "tresnet_m_seeded.pth: timm tresnet_m checkpoint"
-    ops = _graph_ops(Path(result["onnx"]))
+    assert result.metadata["weights"] == "tresnet_m_seeded.pth: timm tresnet_m checkpoint"
+    ops = _graph_ops(result.onnx_path)
     # space-to-depth as one 6-D Reshape/Transpose; the blur's reflect border as 4 constant
     # Slices + 2 Concats per blur (no Pad with computed pads); pooling as ReduceMean (18 SE
     # gates + head), the only AveragePools are the three 2x2 shortcut pools
     assert ops["Transpose"] == 1 and ops["Slice"] == 3 * 4 and "Pad" not in ops
     assert ops["ReduceMean"] == 18 + 1 and ops["Gemm"] == 1 and ops["AveragePool"] == 3
     # the exported network gives the reference statistics' logits too
-    _compare(spec, "m", _session(Path(result["onnx"])), reference_input.numpy(), logits_m)
+    _compare(spec, "m", _session(result.onnx_path), reference_input.numpy(), logits_m)
 
 
 def test_export_m_ascend(spec, ascend_checkpoint, ascend_model, tmp_path):
     result = _export(spec, "m_ascend", ascend_checkpoint, tmp_path / "tresnet_m_ascend.onnx")
-    assert result["metadata"]["weights"].startswith("model_best.pth.tar: Ascend-patched timm v0.4.5 tresnet_m")
-    assert result["metadata"]["preprocess"]["mean"] == [0.0, 0.0, 0.0]
-    ops = _graph_ops(Path(result["onnx"]))
+    assert result.metadata["weights"].startswith("model_best.pth.tar: Ascend-patched timm v0.4.5 tresnet_m")
+    assert result.metadata["preprocess"]["mean"] == [0.0, 0.0, 0.0]
+    ops = _graph_ops(result.onnx_path)
     assert "Pad" not in ops and "Slice" not in ops  # the zero padding is the blur Conv's own pads
     # stem, conv1 of each BasicBlock, conv1 and conv2 of each Bottleneck; conv2/conv3 have none
     assert ops["LeakyRelu"] == 1 + 3 + 4 + 11 * 2 + 3 * 2
@@ -86,7 +86,7 @@ def test_export_m_ascend(spec, ascend_checkpoint, ascend_model, tmp_path):
     x = np.random.default_rng(5).random((2, 3, 224, 224), dtype=np.float32)  # RGB / 255 range
     with torch.no_grad():
         ref = module(torch.from_numpy(x)).numpy()
-    _compare(spec, "m_ascend", _session(Path(result["onnx"])), x, ref)
+    _compare(spec, "m_ascend", _session(result.onnx_path), x, ref)
 
 
 def test_flavours_differ_on_the_same_weights(ascend_model):

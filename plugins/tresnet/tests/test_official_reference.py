@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from hrdeploy.export import export, run_onnx
+from hrdeploy.onnx_export import export
+from hrdeploy.reference import run_onnx
 from hrdeploy.testing.reference import assert_matches_reference, load_reference
 from hrdeploy.testing.seeded import seeded_state_dict
 from hrdeploy_tresnet.model import build_tresnet

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-
 from hrdeploy import __version__
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import UserError
@@ -73,7 +72,7 @@ def score_outputs(spec: ModelSpec, variant: Variant, data: str, outputs_dir: Pat
     one per image) with the model's own post-processing and metric: the seeds'
     ``imagenet_acc_eval.py``, for any single-output classification model. Writes ``out``;
     returns the result and the metric's table rows."""
-    from hrdeploy.evaluate import check_limit, parse_data, report_skipped
+    from hrdeploy.evaluation import check_limit, parse_data, report_skipped
     from hrdeploy.session import check_model_options
 
     if spec.task != "classification":
@@ -116,7 +115,6 @@ def score_outputs(spec: ModelSpec, variant: Variant, data: str, outputs_dir: Pat
 def register(cli: Any) -> None:
     """Add ``hrdeploy ascend preprocess|score`` to the command line (typer)."""
     import typer
-
     from hrdeploy.plugins import registry
 
     group = typer.Typer(no_args_is_help=True, help="The seeds' hand-driven Ascend workflow: .bin inputs "

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 
 from classification_data import colour_classifier_onnx
-from hrdeploy.export import reference_inputs, run_onnx
+from hrdeploy.reference import reference_inputs, run_onnx
 from hrdeploy.plugins import registry
 
 

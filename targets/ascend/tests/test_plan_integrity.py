@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from classification_data import colour_classifier_onnx
-from hrdeploy.export import reference_inputs, run_onnx
+from hrdeploy.reference import reference_inputs, run_onnx
 from hrdeploy.plugins import registry
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hrdeploy.samples import write_images
+from hrdeploy.synthetic import write_images
 
 pytestmark = pytest.mark.toolchain
 

@@ -7,7 +7,7 @@ from typing import Any
 from ...artifact import Artifact
 from ...errors import UserError
 from ...target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from .runner import OrtRunner, physical_cores
+from ...ort_runner import OrtRunner, physical_cores
 
 
 class OnnxRuntimeTarget(Target):

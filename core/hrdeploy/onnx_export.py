@@ -6,20 +6,18 @@ import os
 import re
 import tempfile
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from .results import ExportResult
 from . import __version__
 from .artifact import reference_meta, reference_path_for_onnx, save_reference, write_onnx_metadata
 from .checkpoints import refuse_non_finite
 from .errors import ParityError, UserError
-from .io import atomic_write_bytes, read_image
-from .model import Item, ModelSpec, Sample, SampleRef, Variant
-from .parity import ParityReport, compare, non_finite_count
+from .io import atomic_write_bytes
+from .model import ModelSpec, Variant
+from .parity import compare, non_finite_count
+from .reference import reference_inputs, run_onnx
+from .results import ExportResult
 from .target import sha256_file
 
 
@@ -50,47 +48,6 @@ def model_metadata(spec: ModelSpec, variant: Variant, weights: str, batch: int |
         "tolerances": {k: t.to_dict() for k, t in variant.tolerances.items()},
         "weights": weights, "hrdeploy_version": __version__,
     }
-
-
-def reference_inputs(spec: ModelSpec, variant: Variant, images: Sequence[Path] | None, count: int = 4,
-                     seed: int = 7, options: dict[str, Any] | None = None) -> np.ndarray:
-    """Network inputs made by the model's own preprocessing from ``images`` (or from
-    synthetic images): the inputs parity checks and verify use."""
-    from .samples import make_image
-
-    pipeline = spec.pipeline(variant, options or {}, runtime={"sizes": list(variant.input.sizes) or None})
-    items: list[Item] = []
-    sources = list(images or [])
-    for i in range(max(count, len(sources)) if sources else count):
-        if sources:
-            if i >= len(sources):
-                break
-            image, ref = read_image(sources[i]), SampleRef(sources[i].name, sources[i])
-        else:
-            h, w = _image_size_for(variant, i)
-            image, ref = make_image(h, w, seed + i), SampleRef(f"synthetic_{i}", Path(f"synthetic_{i}.jpg"))
-        items.extend(pipeline.prepare(Sample(ref, image)))
-    if not items:
-        raise UserError("no reference inputs could be made")
-    common = Counter(tuple(it.tensor.shape) for it in items).most_common(1)[0][0]
-    chosen = [it.tensor for it in items if tuple(it.tensor.shape) == common][:count]
-    return np.stack(chosen).astype(np.float32)
-
-
-def _image_size_for(variant: Variant, i: int) -> tuple[int, int]:
-    size = variant.input.fixed_size or (variant.input.gears[0] if variant.input.gears else (480, 640))
-    h, w = size
-    # portrait and landscape photographs around the network size
-    return (int(h * 1.5), int(w * 1.5)) if i % 2 == 0 else (int(h * 1.5), int(w * 1.2))
-
-
-def run_onnx(path: Path, x: np.ndarray) -> list[np.ndarray]:
-    """ONNX Runtime fp32 outputs for a stack of inputs, in batches the file accepts (a
-    batch-1 export such as DEKR's runs one input at a time)."""
-    from .engine import run_arrays
-    from .targets.onnxruntime.runner import OrtRunner
-
-    return run_arrays(OrtRunner(path), x)
 
 
 def export(spec: ModelSpec, variant: Variant, out: Path, *, weights: Path | None, random_weights: bool,

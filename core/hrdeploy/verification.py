@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from .results import VerifyResult
 from . import __version__
 from .artifact import VERIFY_REPORT, Artifact, load_reference
-from .engine import run_arrays
 from .errors import UserError
 from .io import atomic_write_json
 from .parity import ParityReport, compare
 from .plugins import Registry
+from .results import VerifyResult
 from .session import Session, open_session
+from .stream import run_arrays
 
 
 def report_path(artifact: Artifact) -> Path:

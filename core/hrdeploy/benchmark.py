@@ -17,14 +17,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .results import BenchResult
 from . import __version__
-from .engine import Stream
 from .errors import UserError
-from .export import reference_inputs
 from .model import SampleRef
-from .samples import write_images
+from .reference import reference_inputs
+from .results import BenchResult
 from .session import Session
+from .stream import Stream
+from .synthetic import write_images
 
 
 def _percentiles(lat_ms: Sequence[float]) -> dict[str, float]:
@@ -93,7 +93,7 @@ def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup
     }
     if runner.simulated:
         # host simulation time says nothing about the chip: no loops, the parity a user can trust
-        from .verify import reference_report
+        from .verification import reference_report
 
         log("simulator: no throughput is measured; checking parity on the stored reference inputs instead")
         parity = reference_report(session)
@@ -156,8 +156,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    from .io import atomic_write_bytes
     import io
+
+    from .io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

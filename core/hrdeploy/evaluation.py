@@ -10,18 +10,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import __version__
 from .crosscheck import OutputRecorder, check_reference, compare_recorded
-from .engine import Stream
 from .errors import UserError
 from .io import atomic_write_json, dumps
 from .model import SampleRef
-from .resume import RunIdentity, artifact_identity, dataset_identity, open_partial, partial_path, run_options
 from .results import EvalResult
+from .resume import RunIdentity, artifact_identity, dataset_identity, open_partial, partial_path, run_options
 from .session import Session, check_model_options
+from .stream import Stream
 
 if TYPE_CHECKING:
-    import numpy as np
 
-    from .model import ModelSpec, Variant
+    pass
 
 ProgressFactory = Callable[[int, int], Any]
 

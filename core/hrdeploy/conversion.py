@@ -10,15 +10,24 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import __version__
-from .artifact import (FORMAT, HASHES, MANIFEST, REFERENCE, Artifact, hash_files, load_reference, reference_meta,
-                       save_reference)
+from .artifact import (
+    FORMAT,
+    HASHES,
+    MANIFEST,
+    REFERENCE,
+    Artifact,
+    hash_files,
+    load_reference,
+    reference_meta,
+    save_reference,
+)
 from .errors import ToolchainMissing, UserError
-from .export import reference_inputs, run_onnx
 from .io import atomic_write_json, list_images, read_image
 from .model import ModelSpec, Sample, SampleRef, Variant
 from .outputs import check_output_folder, discard_created, prepare_output_folder
 from .parity import compare
 from .plugins import Registry
+from .reference import reference_inputs, run_onnx
 from .target import ConvertRequest, Target, sha256_file
 from .toolrun import step_timeout as timeout_option
 from .validate import batch_sizes
@@ -150,7 +159,7 @@ def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Ar
                  ref_y: list[np.ndarray], precision: str, options: dict[str, Any],
                  device: str | None = None) -> dict[str, Any]:
     """Run the converted model on the reference inputs and compare with ONNX Runtime fp32."""
-    from .engine import run_arrays
+    from .stream import run_arrays
 
     try:
         runner = target.open(artifact, device=device, options=options)

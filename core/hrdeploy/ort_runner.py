@@ -1,4 +1,5 @@
-"""An ONNX Runtime session behind the Runner interface, tuned for throughput."""
+"""An ONNX Runtime session behind the Runner interface, tuned for throughput: the runner of the
+built-in onnxruntime target and the reference runtime every parity check compares against."""
 from __future__ import annotations
 
 import os
@@ -7,8 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import UserError
-from ...target import Runner
+from .errors import UserError
+from .target import Runner
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
