@@ -3,7 +3,7 @@
 It starts a helper process of its own (as model_deploy starts TPU-MLIR's programs), prints a
 line, writes "pids TOOL HELPER" to RECORD and then sleeps forever. Every SIGINT or SIGTERM it
 gets is appended to RECORD by name; MODE "polite" then exits, "stubborn" goes on sleeping (only
-SIGKILL stops it). Used by the tests of hrdeploy.toolrun and of interrupted commands, with
+SIGKILL stops it). Used by the tests of hrdeploy.kit.toolrun and of interrupted commands, with
 the helpers below that read RECORD and tell whether the tool's processes are gone."""
 from __future__ import annotations
 

@@ -314,3 +314,11 @@ def test_prediction_check_of_pose_people() -> None:
                       ({"people": [{**person, "keypoints": [(1.0, 2.0, 0.5)] * 17}]}, "people[0].keypoints"),
                       ({"people": [{**person, "keypoints": "none"}]}, "people[0].keypoints")):
         assert says in (m.check_prediction(bad) or ""), bad
+
+
+def test_a_bottom_up_box_is_the_joint_extent_grown_by_10_percent_and_2_px_each_side() -> None:
+    from hrdeploy.tasks.pose.draw import person_box
+
+    kpts = np.array([[100.0, 50.0, 1.0], [200.0, 250.0, 1.0], [150.0, 90.0, 1.0]])
+    # extent 100 x 200 from (100, 50): margins 0.1 * 100 + 2 = 12 and 0.1 * 200 + 2 = 22
+    assert person_box({}, kpts) == pytest.approx((88.0, 28.0, 124.0, 244.0))

@@ -1,4 +1,4 @@
-"""hrdeploy.normalise: preprocessing parameters -> (pixel - mean255) / std255 and back."""
+"""hrdeploy.kit.normalise: preprocessing parameters -> (pixel - mean255) / std255 and back."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hrdeploy.errors import UserError
-from hrdeploy.normalise import Normalisation, records_normalisation, vector
+from hrdeploy.kit.normalise import Normalisation, records_normalisation, vector
 
 TORCHVISION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 MMCV = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}

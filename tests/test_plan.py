@@ -1,4 +1,4 @@
-"""hrdeploy.plan: writing a dry-run plan folder, reading it back on another machine, running it."""
+"""hrdeploy.kit.plan: writing a dry-run plan folder, reading it back on another machine, running it."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import pytest
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import UserError
 from hrdeploy.model import InputSpec
-from hrdeploy.plan import (PLAN_FILE, PLAN_SCRIPT, SOURCE_ONNX, execute_plan, flag, from_plan_hint, link_or_copy,
+from hrdeploy.kit.plan import (PLAN_FILE, PLAN_SCRIPT, SOURCE_ONNX, execute_plan, flag, from_plan_hint, link_or_copy,
                            load_plan, option_values, place_source, plan_files, plan_header, plan_request,
                            planned_note, stored_plan, write_plan, write_plan_script)
 from hrdeploy.target import ConvertRequest, ConvertResult, TargetOption

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hrdeploy.model import InputSpec
-from hrdeploy.normalise import Normalisation
+from hrdeploy.kit.normalise import Normalisation
 from hrdeploy.target import ConvertRequest, ConvertResult
 from hrdeploy.testing.standins import (activate_standins, artifact_from_result, forget_modules, hide_toolchain,
                                        install_standins, normalised_pixels, ort_outputs, tiny_onnx)

@@ -1,4 +1,4 @@
-"""hrdeploy.toolprobe: finding vendor tools, modules, device nodes; running management tools."""
+"""hrdeploy.kit.probe: finding vendor tools, modules, device nodes; running management tools."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hrdeploy.toolprobe import device_nodes, find_tool, importable, is_root, run_tool
+from hrdeploy.kit.probe import device_nodes, find_tool, importable, is_root, run_tool
 
 
 def _exe(path: Path, body: str = "exit 0", mode: int = 0o755) -> Path:

@@ -1,4 +1,4 @@
-"""hrdeploy.toolrun with real child processes: a small Python program stands in for a vendor
+"""hrdeploy.kit.toolrun with real child processes: a small Python program stands in for a vendor
 tool (it starts a helper of its own, as model_deploy does, and records the signals it gets), so
 the tests see what a user would: output in the log, a hung tool stopped at its timeout, and a
 Ctrl-C or SIGTERM to hrdeploy reaching the whole tool, with nothing left running."""
@@ -17,7 +17,7 @@ import hung_tool
 from hung_tool import gone, signals, tool_pids
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.target import ConvertRequest
-from hrdeploy.toolrun import run_tool
+from hrdeploy.kit.toolrun import run_tool
 
 #: the stand-in tool (``hung_tool.py MODE RECORD``): starts a helper, records the signals it
 #: gets; "polite" exits on SIGINT/SIGTERM, "stubborn" only dies of SIGKILL
@@ -27,7 +27,7 @@ HUNG_TOOL = Path(hung_tool.__file__)
 DRIVER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from hrdeploy.toolrun import run_tool
+    from hrdeploy.kit.toolrun import run_tool
 
     tool, mode, record, log = sys.argv[1:5]
     try:

@@ -4,11 +4,13 @@ Runs cosmic-ray (a dev tool, not a dependency of hrdeploy: ``pip install cosmic-
 module of ``MODULES`` with only the fast tests that cover it, on a copy of the tree so that the
 working tree is never mutated, and writes ``<out>/mutation-YYYY-MM-DD.{json,md}``: per module the
 mutants killed, survived and timed out, the score, and every survivor with file:line and its
-mutation (with the reason, when ``tools/mutation_equivalents.json`` lists it as equivalent).
+mutation (with its reason, when ``tools/mutation_equivalents.json`` lists it as equivalent or
+not worth a test).
 
     python tools/mutation.py                          # every module, reduced operator set
     python tools/mutation.py --modules dekr.postprocess --sample 60
     python tools/mutation.py --operators all          # cosmic-ray's full set (several hours)
+    python tools/mutation.py --sample 80 --resume     # after adding tests: re-run the survivors only
 
 Not collected by pytest and not part of CI: a full run takes tens of minutes.
 """

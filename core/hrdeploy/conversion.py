@@ -29,7 +29,7 @@ from .parity import compare
 from .plugins import Registry
 from .reference import reference_inputs, run_onnx
 from .target import ConvertRequest, Target, sha256_file
-from .toolrun import step_timeout as timeout_option
+from .kit.toolrun import step_timeout as timeout_option
 from .validate import batch_sizes
 
 
@@ -79,7 +79,7 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
     its parity. ``toolchain_verdict``: "record" (the vendor tools' own similarity verdicts are
     recorded and printed; hrdeploy's tolerance decides) or "decide" (a failed vendor verdict is
     a parity breach too). ``step_timeout``: seconds each vendor tool step may run (None: the
-    default of :mod:`hrdeploy.toolrun`, 0: no limit). ``out_dir`` must be new or empty, or an
+    default of :mod:`hrdeploy.kit.toolrun`, 0: no limit). ``out_dir`` must be new or empty, or an
     artifact of hrdeploy's with ``force`` (:mod:`hrdeploy.outputs`)."""
     _check_verdict_policy(toolchain_verdict)
     src = Artifact.load(onnx_path)

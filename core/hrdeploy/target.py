@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import ToolchainMissing, UserError
-from .toolrun import COMPILE_TIMEOUT, run_tool
+from .kit.toolrun import COMPILE_TIMEOUT, run_tool
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -122,7 +122,7 @@ class ConvertRequest:
             env: dict[str, str] | None = None, note: str = "", check: bool = True,
             tool_hint: str = "", step: str = "") -> subprocess.CompletedProcess[str] | None:
         """Record ``argv`` and run it (unless ``dry_run``), its output going to ``log``, through
-        :func:`hrdeploy.toolrun.run_tool`: in its own process group, stopped with hrdeploy,
+        :func:`hrdeploy.kit.toolrun.run_tool`: in its own process group, stopped with hrdeploy,
         and stopped after ``step_timeout`` seconds (``step`` names it in that message; default:
         the executable's name).
 
@@ -183,8 +183,27 @@ class Runner:
     threads: int | None = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run one batch; return the outputs in ``output_names`` order, float32."""
+        """Run one batch; return the outputs in ``output_names`` order, float32.
+
+        The returned arrays must be the runner's to give away: the core keeps them across
+        batches (a stream holds views of earlier outputs while later batches run), so a runtime
+        that reuses its output buffers between calls (OpenVINO, many device SDKs) must copy
+        them here. ``TargetContract`` checks this."""
         raise NotImplementedError
+
+    def input_array(self, feeds: dict[str, np.ndarray], dtype: Any = None) -> np.ndarray:
+        """The one NCHW input of ``feeds`` (by ``input_name``, or the only entry), C-contiguous
+        and of ``dtype`` when given; anything else is refused with one line."""
+        if self.input_name in feeds:
+            x = feeds[self.input_name]
+        elif len(feeds) == 1:
+            x = next(iter(feeds.values()))
+        else:
+            raise UserError(f"the model takes one input {self.input_name!r}, got {sorted(feeds)}")
+        x = np.ascontiguousarray(x, dtype=dtype)
+        if x.ndim != 4:
+            raise UserError(f"expected an NCHW batch, got shape {list(x.shape)}")
+        return x
 
     def run_many(self, batches: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
         """Run several batches; runners behind a process boundary override this to make
@@ -243,7 +262,7 @@ class Target:
         return what :meth:`convert` would have returned, with the commands that ran in
         ``result.extra["commands"]``. The core then updates the manifest and runs the parity
         check. Override it when :meth:`convert` writes self-contained plans (the
-        :mod:`hrdeploy.plan` helpers do the bookkeeping); each tool step must honour
+        :mod:`hrdeploy.kit.plan` helpers do the bookkeeping); each tool step must honour
         ``step_timeout``."""
         raise UserError(f"target {self.name!r} cannot compile a plan", "run 'hrdeploy convert' on this machine instead")
 

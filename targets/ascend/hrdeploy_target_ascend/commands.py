@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from hrdeploy.errors import UserError
 from hrdeploy.model import InputSpec
-from hrdeploy.normalise import Normalisation, records_normalisation
+from hrdeploy.kit.normalise import Normalisation, records_normalisation
 
 ATC = "atc"
 #: one command line to activate the toolkit, used in every "atc not found" message

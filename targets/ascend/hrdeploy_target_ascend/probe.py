@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hrdeploy.errors import UserError
-from hrdeploy.toolprobe import find_tool, importable, run_tool
-from hrdeploy.toolprobe import device_nodes as _device_nodes
+from hrdeploy.kit.probe import ToolchainStatus, find_tool, importable, run_tool
+from hrdeploy.kit.probe import device_nodes as _device_nodes
 
 from .commands import normalise_soc
 from .parsers import NpuSmiInfo, choose_chip, parse_npu_smi_info, parse_version_info
@@ -64,7 +64,7 @@ def toolkit_version() -> tuple[str | None, str | None]:
 
 
 @dataclass
-class AscendStatus:
+class AscendStatus(ToolchainStatus):
     atc: str | None
     version: str | None
     version_file: str | None
@@ -83,11 +83,10 @@ class AscendStatus:
     def can_run(self) -> bool:
         return self.ais_bench and self.aclruntime and bool(self.davinci or (self.chips and self.chips.chips))
 
-    def to_dict(self) -> dict[str, Any]:
+    def findings(self) -> dict[str, Any]:
         return {"atc": self.atc, "toolkit_version": self.version, "version_file": self.version_file,
                 "ais_bench": self.ais_bench, "aclruntime": self.aclruntime, "npu_smi": self.npu_smi,
-                "davinci": self.davinci, "can_convert": self.can_convert, "can_run": self.can_run,
-                "driver_version": self.chips.driver_version if self.chips else None}
+                "davinci": self.davinci, "driver_version": self.chips.driver_version if self.chips else None}
 
 
 def status(query_devices: bool = True) -> AscendStatus:

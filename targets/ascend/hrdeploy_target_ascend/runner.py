@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
 from hrdeploy.errors import ToolchainMissing, UserError
-from hrdeploy.normalise import Normalisation
+from hrdeploy.kit.normalise import Normalisation
 from hrdeploy.target import Runner
 
 from .commands import SET_ENV
@@ -128,15 +127,7 @@ class AscendRunner(Runner):
         return min(larger) if larger else max(self.batch_sizes)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if self.input_name in feeds:
-            x = feeds[self.input_name]
-        elif len(feeds) == 1:
-            x = next(iter(feeds.values()))
-        else:
-            raise UserError(f"the model input is {self.input_name!r}; got {sorted(feeds)}")
-        x = np.asarray(x)
-        if x.ndim != 4:
-            raise UserError(f"expected an NCHW batch, got shape {x.shape}")
+        x = self.input_array(feeds)  # float32, or uint8 pixels for an AIPP model: kept as given
         hw = (int(x.shape[2]), int(x.shape[3]))
         if self.sizes is not None and hw not in self.sizes:
             raise UserError(f"input size {hw[0]}x{hw[1]} is not a compiled gear of this .om "

@@ -23,14 +23,27 @@ from typing import Any, Sequence
 
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
-from hrdeploy.normalise import Normalisation
-from hrdeploy.plan import (SOURCE_ONNX, execute_plan, flag, from_plan_hint, load_plan, option_values, place_source,
-                           plan_files, plan_header, planned_note, stored_plan, write_plan, write_plan_script)
+from hrdeploy.kit.normalise import Normalisation
+from hrdeploy.kit.plan import (
+    SOURCE_ONNX,
+    execute_plan,
+    flag,
+    from_plan_hint,
+    load_plan,
+    option_values,
+    place_source,
+    plan_files,
+    plan_header,
+    planned_note,
+    stored_plan,
+    write_plan,
+    write_plan_script,
+)
+from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from hrdeploy.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import probe as probe_mod
-from .commands import ATC, LOG_LEVELS, SET_ENV, AtcPlan, ais_bench_argv, aipp_config, aipp_normalisation, plan_atc
+from .commands import ATC, LOG_LEVELS, SET_ENV, AtcPlan, aipp_config, aipp_normalisation, ais_bench_argv, plan_atc
 from .parsers import AisBenchReport, bench_row, load_ais_summary_json, parse_ais_bench_output, parse_atc_output
 from .runner import RUNTIME_HINT, AscendRunner, import_infer_session
 
@@ -94,11 +107,7 @@ class AscendTarget(Target):
             parts.append(f"{len(st.davinci)} /dev/davinci node(s), npu-smi unreadable")
         else:
             parts.append("no Ascend device")
-        detail = "; ".join(parts)
-        if not (st.can_convert or st.can_run):
-            detail += f" ({SET_ENV})"
-        return Probe(available=st.can_convert or st.can_run, detail=detail, version=st.version,
-                     devices=devices, extra=st.to_dict())
+        return st.to_probe(parts, SET_ENV, version=st.version, devices=devices)
 
     # -- convert -----------------------------------------------------------------------------------
     def convert(self, request: ConvertRequest) -> ConvertResult:

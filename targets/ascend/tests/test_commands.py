@@ -8,7 +8,7 @@ import pytest
 
 from hrdeploy.errors import UserError
 from hrdeploy.model import InputSpec
-from hrdeploy.normalise import Normalisation
+from hrdeploy.kit.normalise import Normalisation
 from hrdeploy_target_ascend.commands import (ais_bench_argv, aipp_config, aipp_normalisation, normalise_soc,
                                              parse_aipp_config, plan_atc, precision_mode_for)
 

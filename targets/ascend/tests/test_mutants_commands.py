@@ -55,3 +55,9 @@ def test_logs_om_names_and_batch_modes() -> None:
 
 def test_aipp_values_may_contain_a_colon() -> None:
     assert parse_aipp_config("aipp_op {\n  key : a:b  # note\n}\n") == {"key": "a:b"}
+
+
+@pytest.mark.parametrize("batches", [[], [0], [0, 4]])
+def test_batch_sizes_must_be_positive(batches: list[int]) -> None:
+    with pytest.raises(UserError, match="batch sizes must be positive integers"):
+        plan_atc(HRNET, batches, "fp16", "310P3")

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from hrdeploy.errors import ToolchainMissing, UserError
-from hrdeploy.plan import flag, place_source, plan_files, plan_header, planned_note, write_plan
+from hrdeploy.kit.plan import flag, place_source, plan_files, plan_header, planned_note, write_plan
 from hrdeploy.target import ConvertRequest, ConvertResult
-from hrdeploy.toolrun import run_tool
+from hrdeploy.kit.toolrun import run_tool
 
 from . import commands as C
 from .parsers import describe_failure, parse_calibration_table, parse_model_info, parse_npz_compares, strip_ansi

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
 from hrdeploy.errors import UserError
 from hrdeploy.target import Runner
 
@@ -44,15 +43,7 @@ class _StaticShapes:
     input_name: str
 
     def _check(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        if self.input_name in feeds:
-            x = feeds[self.input_name]
-        elif len(feeds) == 1:
-            x = next(iter(feeds.values()))
-        else:
-            raise UserError(f"the bmodel takes one input {self.input_name!r}, got {sorted(feeds)}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 4:
-            raise UserError(f"expected an NCHW batch, got shape {list(x.shape)}")
+        x = self.input_array(feeds, np.float32)
         if self.batch_sizes and x.shape[0] not in self.batch_sizes:
             raise UserError(f"batch {x.shape[0]} was not compiled into this bmodel (its batch sizes: "
                             f"{', '.join(map(str, self.batch_sizes))})", "pad the batch or convert with --batch")

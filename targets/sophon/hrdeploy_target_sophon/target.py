@@ -10,9 +10,9 @@ from typing import Any, Sequence
 
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
-from hrdeploy.plan import execute_plan, from_plan_hint, load_plan, option_values
+from hrdeploy.kit.plan import execute_plan, from_plan_hint, load_plan, option_values
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from hrdeploy.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
+from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import commands as C
 from . import conversion

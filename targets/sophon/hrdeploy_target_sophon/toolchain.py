@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hrdeploy.errors import UserError
-from hrdeploy.toolrun import COMPILE_TIMEOUT, run_tool
+from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, run_tool
 
 TPU_MLIR_VERSION = "1.30.2"
 PYTHON_VERSION = "3.10"

@@ -8,7 +8,7 @@ first", larger values are 0..255 units, or give ``scale`` explicitly), ``resize`
 as an int, or [h, w]; also ``resize_short``/``resize_size``), ``crop`` (int or [h, w]; also
 ``crop_size``/``center_crop``; a text value, such as DEKR's description of its affine
 warp, means the host does it) and ``color`` (``rgb``, the default, or ``bgr``; also
-``channel_order``/``pixel_format``). The mean/std part is :mod:`hrdeploy.normalise`'s, shared
+``channel_order``/``pixel_format``). The mean/std part is :mod:`hrdeploy.kit.normalise`'s, shared
 with the other targets.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from hrdeploy.errors import UserError
-from hrdeploy.normalise import Normalisation
+from hrdeploy.kit.normalise import Normalisation
 
 
 def _size(value: Any, name: str) -> tuple[int, int] | int | None:

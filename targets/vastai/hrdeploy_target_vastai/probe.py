@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hrdeploy.toolprobe import find_tool, importable, is_root, run_tool
-from hrdeploy.toolprobe import device_nodes as _device_nodes
+from hrdeploy.kit.probe import ToolchainStatus, find_tool, importable, is_root, run_tool
+from hrdeploy.kit.probe import device_nodes as _device_nodes
 
 from .configs import VAMC, VAMP
 from .parsers import VasmiInfo, parse_vasmi
@@ -42,7 +42,7 @@ def query_cards() -> VasmiInfo | None:
 
 
 @dataclass
-class VastaiStatus:
+class VastaiStatus(ToolchainStatus):
     vamc: str | None
     vamp: str | None
     vasmi: str | None
@@ -61,12 +61,11 @@ class VastaiStatus:
     def can_run(self) -> bool:
         return self.vaststreamx and bool(self.nodes)
 
-    def to_dict(self) -> dict[str, Any]:
+    def findings(self) -> dict[str, Any]:
         return {"vamc": self.vamc, "vamp": self.vamp, "vasmi": self.vasmi, "vaststreamx": self.vaststreamx,
                 "vaststream": self.vaststream, "device_nodes": self.nodes, "root": self.root,
                 "card_types": self.cards.card_types if self.cards else [],
-                "smi_version": self.cards.smi_version if self.cards else None,
-                "can_convert": self.can_convert, "can_run": self.can_run}
+                "smi_version": self.cards.smi_version if self.cards else None}
 
 
 def status() -> VastaiStatus:

@@ -23,15 +23,44 @@ from typing import Any, Sequence
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.io import atomic_write_json, list_images
-from hrdeploy.plan import (PLAN_FILE, SOURCE_ONNX, execute_plan, flag, from_plan_hint, link_or_copy, load_plan,
-                           option_values, place_source, plan_files, plan_header, planned_note, stored_plan, write_plan,
-                           write_plan_script)
+from hrdeploy.kit.plan import (
+    PLAN_FILE,
+    SOURCE_ONNX,
+    execute_plan,
+    flag,
+    from_plan_hint,
+    link_or_copy,
+    load_plan,
+    option_values,
+    place_source,
+    plan_files,
+    plan_header,
+    planned_note,
+    stored_plan,
+    write_plan,
+    write_plan_script,
+)
+from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
-from hrdeploy.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import probe as probe_mod
-from .configs import (GENERATIONS, QUANT_MODES, SETUP_HINT, VAMC, VAMP, CalibSet, cmd, model_info, output_prefix,
-                      vamc_argv, vamc_build_config, vamc_compile_config, vamp_argv, vdsp_params, vdsp_params_sdk1)
+from .configs import (
+    GENERATIONS,
+    QUANT_MODES,
+    SETUP_HINT,
+    VAMC,
+    VAMP,
+    CalibSet,
+    cmd,
+    model_info,
+    output_prefix,
+    vamc_argv,
+    vamc_build_config,
+    vamc_compile_config,
+    vamp_argv,
+    vdsp_params,
+    vdsp_params_sdk1,
+)
 from .parsers import parse_vamp_output, vamp_row
 from .preprocess import Preprocess
 from .runner import GearRunner, VastaiRunner, import_vsx
@@ -114,15 +143,11 @@ class VastaiTarget(Target):
                 parts.append("vasmi needs root")
         else:
             parts.append("no /dev/vastai* device")
-        detail = "; ".join(parts)
-        if not (st.can_convert or st.can_run):
-            detail += f" ({SETUP_HINT})"
         devices = [{"id": i, "node": n} for i, n in enumerate(st.nodes)]
         if st.cards:
             for e in st.cards.entries:
                 devices.append({"id": e["device_id"], "die": e["die_id"], **e["fields"], "clocks_mhz": e["clocks_mhz"]})
-        return Probe(available=st.can_convert or st.can_run, detail=detail, version=probe_mod.vamc_version(),
-                     devices=devices, extra=st.to_dict())
+        return st.to_probe(parts, SETUP_HINT, version=probe_mod.vamc_version(), devices=devices)
 
     # -- convert -----------------------------------------------------------------------------------
     def convert(self, request: ConvertRequest) -> ConvertResult:

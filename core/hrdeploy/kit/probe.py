@@ -16,7 +16,10 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from ..target import Probe
 
 
 def find_tool(name: str, extra_dirs: Iterable[str | Path] = ()) -> str | None:
@@ -62,3 +65,36 @@ def run_tool(argv: Sequence[str], timeout: float = 15.0) -> str | None:
 def is_root() -> bool:
     """Whether this process runs as root (some management tools refuse otherwise)."""
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+class ToolchainStatus:
+    """What a target's probe found, as one shape for every vendor stack: a subclass (a
+    dataclass of the tools, runtimes and devices it looked for) says whether it can convert
+    and run here and what its findings are as JSON; :meth:`to_probe` turns that into the
+    :class:`hrdeploy.target.Probe` ``hrdeploy list`` shows — available when either works, the
+    setup hint appended when neither does."""
+
+    notes: list[str]
+
+    @property
+    def can_convert(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def can_run(self) -> bool:
+        raise NotImplementedError
+
+    def findings(self) -> dict[str, Any]:
+        """The subclass's findings as JSON (``hrdeploy doctor --json``)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.findings(), "can_convert": self.can_convert, "can_run": self.can_run}
+
+    def to_probe(self, parts: Sequence[str], hint: str, version: str | None = None,
+                 devices: list[dict[str, Any]] | None = None) -> "Probe":
+        from ..target import Probe
+
+        usable = self.can_convert or self.can_run
+        detail = "; ".join(parts) + ("" if usable else f" ({hint})")
+        return Probe(available=usable, detail=detail, version=version, devices=devices or [], extra=self.to_dict())

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 #: the keys that make a preprocessing record state a normalisation
 KEYS = ("mean", "std", "scale")

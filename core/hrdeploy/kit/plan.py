@@ -21,11 +21,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .artifact import Artifact
-from .errors import UserError
-from .io import atomic_write_json
-from .model import InputSpec
-from .target import ConvertRequest, ConvertResult, TargetOption
+from ..artifact import Artifact
+from ..errors import UserError
+from ..io import atomic_write_json
+from ..model import InputSpec
+from ..target import ConvertRequest, ConvertResult, TargetOption
 from .toolrun import COMPILE_TIMEOUT
 
 PLAN_FILE = "plan.json"

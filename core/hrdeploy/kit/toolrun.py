@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator, Sequence
 
-from .errors import ToolchainMissing, UserError
+from ..errors import ToolchainMissing, UserError
 
 #: a compiler step: ATC or TPU-MLIR on a large network can take hours on a small build box
 COMPILE_TIMEOUT = 4 * 3600.0
