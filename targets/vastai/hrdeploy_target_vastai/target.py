@@ -23,23 +23,9 @@ from typing import Any, Sequence
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.io import atomic_write_json, list_images
-from hrdeploy.kit.plan import (
-    PLAN_FILE,
-    SOURCE_ONNX,
-    execute_plan,
-    flag,
-    from_plan_hint,
-    link_or_copy,
-    load_plan,
-    option_values,
-    place_source,
-    plan_files,
-    plan_header,
-    planned_note,
-    stored_plan,
-    write_plan,
-    write_plan_script,
-)
+from hrdeploy.kit.plan import (PLAN_FILE, SOURCE_ONNX, execute_plan, flag, from_plan_hint, link_or_copy,
+                              load_plan, option_values, place_source, plan_files, plan_header, planned_note,
+                              stored_plan, write_plan, write_plan_script)
 from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
 
