@@ -222,3 +222,25 @@ def test_export_force_replaces_the_file(tmp_path, run_cli):
     res = run_cli(*EXPORT, "-o", mine, "--force")
     assert res.code == 0, res
     assert mine.stat().st_size > 1000 and (tmp_path / "mine.ref.npz").is_file()
+
+
+def test_eval_bench_and_ascend_preprocess_never_write_over_their_inputs(run_cli, tmp_path):
+    from classification_data import colour_classifier_onnx, imagenet_label_layout
+
+    model = colour_classifier_onnx(tmp_path / "colour.onnx")
+    imagenet_label_layout(tmp_path / "data", per_colour=1)
+    before = model.read_bytes()
+    cases = [
+        ("eval", model, "--data", f"imagenet:{tmp_path / 'data'}", "-o", model),
+        ("eval", model, "--data", f"imagenet:{tmp_path / 'data'}", "-o", tmp_path / "data" / "val_label.txt"),
+        ("bench", model, "--batch", "1", "--seconds", "0.05", "--no-e2e", "--json", model),
+        ("ascend", "preprocess", model, tmp_path / "data" / "ILSVRC2012_img_val", "-o",
+         tmp_path / "data" / "ILSVRC2012_img_val"),
+    ]
+    labels = (tmp_path / "data" / "val_label.txt").read_text()
+    for args in cases:
+        res = run_cli(*args)
+        assert res.code == 2, res
+        assert "hrdeploy does not write over its inputs" in res.err and "Traceback" not in res.err, res
+    assert model.read_bytes() == before and (tmp_path / "data" / "val_label.txt").read_text() == labels
+    assert not list((tmp_path / "data").rglob("*.bin"))

@@ -446,9 +446,14 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
              declared: Optional[dict] = None) -> None:
     """Evaluate on a dataset with the model's own pre/post-processing and metric."""
-    from .evaluation import evaluate
+    from .evaluation import evaluate, parse_data
+    from .io import check_output_file
+    from .outputs import refuse_overlap
 
     mopts = {**_declared_options(declared, "model", opts, "--opt"), **({"skip_missing": True} if skip_missing else {})}
+    check_output_file(output, "-o")
+    named = [Path(v) for v in mopts.values() if isinstance(v, str) and Path(v).exists()]
+    refuse_overlap(output, [model_file, compare, parse_data(data)[1], *named], "-o")
     session = _open(model_file, device, sets, declared)
     with session.runner:
         reference = _open(compare, None, None) if compare is not None else None
@@ -500,8 +505,12 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
     from .validate import batch_sizes
 
     batches = batch_sizes(batch)
-    check_output_file(json_out, "--json")
-    check_output_file(plot_out, "--plot")
+    from .outputs import refuse_overlap
+
+    for path, option in ((json_out, "--json"), (plot_out, "--plot")):
+        check_output_file(path, option)
+        if path is not None and not _is_stdout(path):
+            refuse_overlap(path, [model_file, images_dir], option)
     session = _open(model_file, device, sets, declared)
     if isinstance(session.variant.input.batch, int):
         batches = [session.variant.input.batch]

@@ -21,8 +21,11 @@ def write_bins(spec: ModelSpec, variant: Variant, images: Path, output: Path,
     """One ``<stem>.bin`` (float32 CHW, the model's own preprocessing) per network input and
     ``prep_bin.info`` (``index path width height``), as the seeds' preprocess scripts write
     them. Returns the number of files and the preprocessing parameters."""
+    from hrdeploy.outputs import refuse_overlap
+
     if output.exists() and not output.is_dir():
         raise UserError(f"{output} is a file, but a folder is needed here (choose another location)")
+    refuse_overlap(output, [images], "-o")  # .bin files never land among (or over) the images
     pipeline = spec.pipeline(variant, {}, runtime={"sizes": list(variant.input.sizes) or None})
     paths = list_images(images)[: limit or None]
     if not paths:
