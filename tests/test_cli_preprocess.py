@@ -10,7 +10,7 @@ import pytest
 
 from classification_data import colour_classifier_onnx
 from hrdeploy.io import read_image
-from hrdeploy.model import Sample, SampleRef
+from hrdeploy.model import PipelineRuntime, Sample, SampleRef
 from hrdeploy.plugins import registry
 from hrdeploy.synthetic import write_images
 
@@ -25,7 +25,7 @@ def pipeline_tensors(path: Path) -> list[np.ndarray]:
     """What hrnet_cls/w18's pipeline prepares for one image, computed apart from the command."""
     spec = registry().model("hrnet_cls")
     variant = spec.variant("w18")
-    pipeline = spec.pipeline(variant, {}, runtime={"sizes": list(variant.input.sizes) or None})
+    pipeline = spec.pipeline(variant, {}, runtime=PipelineRuntime.for_variant(variant))
     return [it.tensor for it in pipeline.prepare(Sample(SampleRef(path.name, path), read_image(path)))]
 
 

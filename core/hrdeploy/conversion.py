@@ -23,7 +23,7 @@ from .artifact import (
 )
 from .errors import ToolchainMissing, UserError
 from .io import atomic_write_json, list_images, read_image
-from .model import ModelSpec, Sample, SampleRef, Variant
+from .model import ModelSpec, PipelineRuntime, Sample, SampleRef, Variant
 from .outputs import check_output_folder, discard_created, prepare_output_folder
 from .parity import compare
 from .plugins import Registry
@@ -37,7 +37,7 @@ def calibration_source(spec: ModelSpec, variant: Variant, images: Sequence[Path]
                        options: dict[str, Any]) -> Callable[[int], Iterator[np.ndarray]]:
     """Calibration tensors made by the model's own preprocessing, first ``count`` images."""
     def generate(count: int) -> Iterator[np.ndarray]:
-        pipeline = spec.pipeline(variant, options, runtime={"sizes": list(variant.input.sizes) or None})
+        pipeline = spec.pipeline(variant, options, runtime=PipelineRuntime.for_variant(variant))
         for path in images[:count]:
             for item in pipeline.prepare(Sample(SampleRef(path.name, path), read_image(path))):
                 yield item.tensor

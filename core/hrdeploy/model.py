@@ -141,6 +141,25 @@ class OptionSpec:
     min: float | None = None
 
 
+@dataclass(frozen=True)
+class PipelineRuntime:
+    """What :meth:`ModelSpec.pipeline` is told about the model it pre/post-processes for.
+
+    ``sizes``: the (H, W) input sizes the artifact was compiled for (snap images to them), or
+    None when it takes any size; ``files``: the files the artifact carries by role (DEKR's
+    rescore net), resolved inside it; ``target``: the target's name, or None (export, reference
+    inputs)."""
+
+    sizes: tuple[tuple[int, int], ...] | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    target: str | None = None
+
+    @classmethod
+    def for_variant(cls, variant: "Variant") -> "PipelineRuntime":
+        """The runtime of the exported network itself: its fixed size or size gears."""
+        return cls(sizes=tuple(tuple(s) for s in variant.input.sizes) or None)  # type: ignore[arg-type]
+
+
 @dataclass
 class SampleRef:
     """One image of a dataset before decoding. ``info`` must be JSON-serialisable
@@ -325,11 +344,10 @@ class ModelSpec:
 
     # -- runtime (numpy + OpenCV) ------------------------------------------------------------
     def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
-                 runtime: dict[str, Any] | None = None) -> Pipeline:
-        """Build the pre/post-processing. ``options`` are the user's model options;
-        ``runtime`` describes the artifact being run (``{"sizes": [(H, W), ...] or None,
-        "files": {...}}``) so that a pipeline can snap to compiled gears or find files the
-        artifact carries (DEKR's rescore net)."""
+                 runtime: PipelineRuntime | None = None) -> Pipeline:
+        """Build the pre/post-processing. ``options`` are the user's model options (checked
+        and parsed); ``runtime`` (a :class:`PipelineRuntime`) describes the artifact being run,
+        so that a pipeline can snap to compiled gears or find files the artifact carries."""
         raise NotImplementedError
 
     def dataset(self, kind: str, path: Path, options: dict[str, Any] | None = None) -> Dataset:

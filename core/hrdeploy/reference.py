@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import read_image
-from .model import Item, ModelSpec, Sample, SampleRef, Variant
+from .model import Item, ModelSpec, PipelineRuntime, Sample, SampleRef, Variant
 
 
 def reference_inputs(spec: ModelSpec, variant: Variant, images: Sequence[Path] | None, count: int = 4,
@@ -21,7 +21,7 @@ def reference_inputs(spec: ModelSpec, variant: Variant, images: Sequence[Path] |
     synthetic images): the inputs parity checks and verify use."""
     from .synthetic import make_image
 
-    pipeline = spec.pipeline(variant, options or {}, runtime={"sizes": list(variant.input.sizes) or None})
+    pipeline = spec.pipeline(variant, options or {}, runtime=PipelineRuntime.for_variant(variant))
     items: list[Item] = []
     sources = list(images or [])
     for i in range(max(count, len(sources)) if sources else count):

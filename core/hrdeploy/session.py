@@ -8,7 +8,7 @@ from typing import Any
 
 from .artifact import Artifact
 from .errors import UserError
-from .model import ModelSpec, Pipeline, Variant, parse_option
+from .model import ModelSpec, Pipeline, PipelineRuntime, Variant, parse_option
 from .plugins import Registry
 from .target import Runner, Target
 
@@ -32,8 +32,9 @@ class Session:
 
     def pipeline(self, options: dict[str, Any] | None = None) -> Pipeline:
         sizes = self.runner.sizes or self.artifact.sizes
-        runtime = {"sizes": [tuple(s) for s in sizes] if sizes and not self.artifact.input.fixed_size else None,
-                   "files": self.artifact.files(), "target": self.target.name}
+        runtime = PipelineRuntime(
+            sizes=tuple(tuple(s) for s in sizes) if sizes and not self.artifact.input.fixed_size else None,
+            files=self.artifact.files(), target=self.target.name)
         return self.spec.pipeline(self.variant, check_model_options(self.spec, options), runtime=runtime)
 
     def describe(self) -> dict[str, Any]:

@@ -16,9 +16,24 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..io import IMAGE_SUFFIXES, read_image
-from ..model import (DEFAULT_TOLERANCES, Dataset, InputSpec, Item, Metric, ModelSpec, OptionSpec,
-                     Pipeline, Sample, SampleRef, TaskCheck, Tolerance, Variant, short_json)
+from ..io import IMAGE_SUFFIXES
+from ..model import (
+    DEFAULT_TOLERANCES,
+    Dataset,
+    InputSpec,
+    Item,
+    Metric,
+    ModelSpec,
+    OptionSpec,
+    Pipeline,
+    PipelineRuntime,
+    Sample,
+    SampleRef,
+    TaskCheck,
+    Tolerance,
+    Variant,
+    short_json,
+)
 from .layouts import VAL_LABEL_FILES, few, other_task_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -452,7 +467,7 @@ class ClassificationSpec(ModelSpec):
     num_classes = 1000
 
     def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
-                 runtime: dict[str, Any] | None = None) -> ClassificationPipeline:
+                 runtime: PipelineRuntime | None = None) -> ClassificationPipeline:
         opts = options or {}
         pre = dict(variant.preprocess)
         if opts.get("interpolation"):

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from ..artifact import FORMAT, MANIFEST, Artifact
-from ..model import DEFAULT_TOLERANCES, TASKS, InputSpec, Item, ModelSpec, Sample, SampleRef
+from ..model import DEFAULT_TOLERANCES, TASKS, InputSpec, Item, ModelSpec, PipelineRuntime, Sample, SampleRef
 from ..parity import OutputDiff, compare_output
 from ..synthetic import write_images
 from ..target import PRECISIONS, ConvertRequest, Probe, Runner, Target
@@ -257,7 +257,7 @@ class ModelContract:
         outputs gives the prediction they encode (the winning class; people on the image's
         bright blob), JSON-serialisable, that draw() can render."""
         variant = model.variant()
-        pipeline = model.pipeline(variant, {}, runtime={"sizes": list(variant.input.sizes) or None})
+        pipeline = model.pipeline(variant, {}, runtime=PipelineRuntime.for_variant(variant))
         json.dumps(pipeline.params, default=str)
         size = variant.input.fixed_size or variant.input.gears[0]
         height, width = int(size[0] * 1.3), int(size[1] * 1.3)

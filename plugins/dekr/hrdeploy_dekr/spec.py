@@ -5,9 +5,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from hrdeploy.errors import UserError
-from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant, parse_option
+from hrdeploy.model import Dataset, ModelSpec, OptionSpec, PipelineRuntime, TaskCheck, Tolerance, Variant, parse_option
 from hrdeploy.tasks.pose import coco_keypoint_dataset, describe_people, draw_people
 
 from .pipeline import DEKRPipeline
@@ -104,14 +103,14 @@ class DEKRSpec(ModelSpec):
 
     # -- runtime ---------------------------------------------------------------------------------
     def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
-                 runtime: dict[str, Any] | None = None) -> DEKRPipeline:
+                 runtime: PipelineRuntime | None = None) -> DEKRPipeline:
         opts = {k: v for k, v in (options or {}).items() if v is not None}
-        runtime = runtime or {}
-        rescorer, note = self._rescorer(opts.get("rescore"), runtime.get("files") or {})
+        runtime = runtime or PipelineRuntime()
+        rescorer, note = self._rescorer(opts.get("rescore"), runtime.files)
         return DEKRPipeline(
             input_size=int(variant.extra["input_size"]), output_size=int(variant.extra["output_size"]),
             output_names=variant.outputs, flip=_option(opts, "flip"), scales=_option(opts, "scales"),
-            gears=runtime.get("sizes") or None, nms_threshold=_option(opts, "nms_threshold"),
+            gears=runtime.sizes or None, nms_threshold=_option(opts, "nms_threshold"),
             rescorer=rescorer, rescore_note=note)
 
     @staticmethod

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from hrdeploy_dekr.synthetic import (EXPECTED_AP, build_constant_dekr_onnx, build_synthetic_coco,
-                                     expected_people)
+from hrdeploy.model import PipelineRuntime
+from hrdeploy_dekr.synthetic import EXPECTED_AP, build_constant_dekr_onnx, build_synthetic_coco, expected_people
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +65,9 @@ def test_predict_json_and_vis(hrdeploy_cli, synthetic, tmp_path: Path) -> None:
 def test_rescore_file_next_to_the_onnx_is_used(synthetic, rescore_state, spec, tmp_path: Path) -> None:
     """A rescore .npz named in the ONNX metadata (as export writes it) reaches the pipeline."""
     import onnx
-
     from hrdeploy.artifact import Artifact, read_onnx_metadata, write_onnx_metadata
-    from hrdeploy.model import Sample, SampleRef
     from hrdeploy.io import read_image
+    from hrdeploy.model import Sample, SampleRef
     from hrdeploy_dekr.rescore import Rescorer, rescore_features
 
     onnx_path, coco = synthetic
@@ -82,7 +80,7 @@ def test_rescore_file_next_to_the_onnx_is_used(synthetic, rescore_state, spec, t
     rescorer = Rescorer({k: v.numpy() for k, v in rescore_state.items()})
     (tmp_path / "dekr_constant.rescore.npz").write_bytes(rescorer.to_npz_bytes())
     art = Artifact.load(target)
-    pipe = spec.pipeline(spec.variant(art.variant), {}, runtime={"sizes": None, "files": art.files()})
+    pipe = spec.pipeline(spec.variant(art.variant), {}, runtime=PipelineRuntime(files=art.files()))
     assert pipe.params["rescore"] == "on (dekr_constant.rescore.npz)"
 
     import onnxruntime as ort

@@ -6,14 +6,13 @@ import time
 from pathlib import Path
 
 import cv2
+import dekr_official_ref as official
 import numpy as np
 import pytest
 import torch
-
-import dekr_official_ref as official
 from dekr_maps import random_people, scale_outputs
 from hrdeploy.errors import UserError
-from hrdeploy.model import Sample, SampleRef
+from hrdeploy.model import PipelineRuntime, Sample, SampleRef
 from hrdeploy_dekr.pipeline import flip_shift, resize_params, snap_to_gear
 from hrdeploy_dekr.variants import GEARS
 
@@ -61,7 +60,7 @@ def test_flip_shift_is_the_official_tensor_operation() -> None:
 
 def test_prepare_matches_official_preprocessing(spec) -> None:
     image = np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8)
-    pipe = spec.pipeline(spec.variant("w32"), {}, runtime={"sizes": None})
+    pipe = spec.pipeline(spec.variant("w32"), {}, runtime=PipelineRuntime())
     items = pipe.prepare(Sample(SampleRef("x", Path("x.jpg")), image))
     assert [it.meta["flip"] for it in items] == [False, True]
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -80,17 +79,17 @@ def test_prepare_matches_official_preprocessing(spec) -> None:
 
 def test_gears_come_from_the_runtime(spec) -> None:
     image = np.zeros((480, 640, 3), np.uint8)
-    pipe = spec.pipeline(spec.variant("w32"), {"flip": "false"}, runtime={"sizes": [list(g) for g in W32_GEARS]})
+    pipe = spec.pipeline(spec.variant("w32"), {"flip": "false"}, runtime=PipelineRuntime(sizes=tuple(W32_GEARS)))
     items = pipe.prepare(Sample(SampleRef("x", Path("x.jpg")), image))
     assert len(items) == 1 and items[0].tensor.shape == (3, 512, 768)
     assert items[0].meta["base_size"] == [768, 512]
     assert pipe.params["gears"] == [tuple(g) for g in W32_GEARS]
     with pytest.raises(UserError, match="multi-scale"):
-        spec.pipeline(spec.variant("w32"), {"scales": "0.5,1,2"}, runtime={"sizes": list(W32_GEARS)})
+        spec.pipeline(spec.variant("w32"), {"scales": "0.5,1,2"}, runtime=PipelineRuntime(sizes=tuple(W32_GEARS)))
     with pytest.raises(UserError, match="must include 1"):
-        spec.pipeline(spec.variant("w32"), {"scales": "0.5,2"}, runtime={"sizes": None})
+        spec.pipeline(spec.variant("w32"), {"scales": "0.5,2"}, runtime=PipelineRuntime())
     with pytest.raises(UserError, match="no compiled size gear"):
-        spec.pipeline(spec.variant("w32"), {}, runtime={"sizes": [(640, 960)]}).prepare(
+        spec.pipeline(spec.variant("w32"), {}, runtime=PipelineRuntime(sizes=((640, 960),))).prepare(
             Sample(SampleRef("x", Path("x.jpg")), image))
 
 
@@ -102,7 +101,7 @@ def test_postprocess_cost_at_512x768(spec, rescore_state, tmp_path: Path) -> Non
 
     npz = tmp_path / "r.rescore.npz"
     npz.write_bytes(Rescorer({k: v.numpy() for k, v in rescore_state.items()}).to_npz_bytes())
-    pipe = spec.pipeline(spec.variant("w32"), {}, runtime={"sizes": None, "files": {"rescore.npz": npz}})
+    pipe = spec.pipeline(spec.variant("w32"), {}, runtime=PipelineRuntime(files={"rescore.npz": npz}))
     assert pipe.params["rescore"].startswith("on")
     image = np.zeros((512, 768, 3), np.uint8)
     ref = SampleRef("x", Path("x.jpg"))

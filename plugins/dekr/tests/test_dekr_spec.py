@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from hrdeploy.errors import WeightsError
+from hrdeploy.model import PipelineRuntime
 from hrdeploy_dekr.rescore import Rescorer
 from hrdeploy_dekr.spec import RESCORE_CHECKPOINT, RESCORE_FILE
 
@@ -26,7 +26,7 @@ def test_variants_declare_gears_and_batch_one(spec) -> None:
 
 def test_options_arrive_as_strings(spec) -> None:
     pipe = spec.pipeline(spec.variant("w32"), {"flip": "no", "scales": "2,0.5,1", "rescore": "off"},
-                         runtime={"sizes": None})
+                         runtime=PipelineRuntime())
     assert pipe.params["flip"] is False and pipe.params["scales"] == [2.0, 1.0, 0.5]
     assert pipe.params["rescore"].startswith("off")
 
@@ -51,7 +51,7 @@ def test_rescore_net_travels_as_npz(spec, rescore_pth: Path, rescore_state, tmp_
     assert spec.artifact_files(variant, rescore_pth.parent / "x.pth", {"rescore": "off"}) == {}
     npz = tmp_path / "dekr.rescore.npz"
     npz.write_bytes(files[RESCORE_FILE])
-    pipe = spec.pipeline(variant, {}, runtime={"sizes": None, "files": {RESCORE_FILE: npz}})
+    pipe = spec.pipeline(variant, {}, runtime=PipelineRuntime(files={RESCORE_FILE: npz}))
     assert pipe.params["rescore"] == "on (dekr.rescore.npz)"
     feats = np.random.default_rng(0).normal(size=(5, 74)).astype(np.float32)
     net = torch.nn.Sequential(torch.nn.Linear(74, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),

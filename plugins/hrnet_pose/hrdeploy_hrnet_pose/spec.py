@@ -5,8 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from hrdeploy.model import Dataset, ModelSpec, OptionSpec, TaskCheck, Tolerance, Variant, parse_option
+from hrdeploy.model import Dataset, ModelSpec, OptionSpec, PipelineRuntime, TaskCheck, Tolerance, Variant, parse_option
 from hrdeploy.tasks.pose import coco_keypoint_dataset, describe_people, draw_people
 
 from .pipeline import TopDownPosePipeline, decode_heatmaps
@@ -60,7 +59,7 @@ class HRNetPoseSpec(ModelSpec):
 
     # -- runtime ---------------------------------------------------------------------------------
     def pipeline(self, variant: Variant, options: dict[str, Any] | None = None,
-                 runtime: dict[str, Any] | None = None) -> TopDownPosePipeline:
+                 runtime: PipelineRuntime | None = None) -> TopDownPosePipeline:
         opts = typed_options(options)
         flip = opts.get("flip", OPTIONS["flip"].default)
         return TopDownPosePipeline(

@@ -13,7 +13,7 @@ from hrdeploy import __version__
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import UserError
 from hrdeploy.io import atomic_write_bytes, atomic_write_json, check_output_file, list_images, read_image
-from hrdeploy.model import ModelSpec, Sample, SampleRef, Variant
+from hrdeploy.model import ModelSpec, PipelineRuntime, Sample, SampleRef, Variant
 
 
 def write_bins(spec: ModelSpec, variant: Variant, images: Path, output: Path,
@@ -26,7 +26,7 @@ def write_bins(spec: ModelSpec, variant: Variant, images: Path, output: Path,
     if output.exists() and not output.is_dir():
         raise UserError(f"{output} is a file, but a folder is needed here (choose another location)")
     refuse_overlap(output, [images], "-o")  # .bin files never land among (or over) the images
-    pipeline = spec.pipeline(variant, {}, runtime={"sizes": list(variant.input.sizes) or None})
+    pipeline = spec.pipeline(variant, {}, runtime=PipelineRuntime.for_variant(variant))
     paths = list_images(images)[: limit or None]
     if not paths:
         raise UserError(f"no images in {images}")
