@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrdeploy.tasks.annotate import BANNER, TEXT, draw_label
+from hrdeploy.tasks.annotate import BANNER, draw_label
 from hrdeploy.tasks.pose.draw import BOX_COLOR, draw_people, person_box
 
 
@@ -24,7 +24,10 @@ def test_label_text_sits_inside_its_banner_with_even_margins():
     assert (by0, bx0) == (20, 10) and by1 == bottom
     assert by0 < ty0 and ty1 < by1 and bx0 < tx0 and tx1 < bx1        # no stroke outside the banner
     assert abs((tx0 - bx0) - (bx1 - tx1)) <= 3                          # centred left/right
-    assert (image[ty0:ty1 + 1, tx0:tx1 + 1] == TEXT).all(axis=-1).any()  # solid white strokes
+    strokes = image[ty0:ty1 + 1, tx0:tx1 + 1].reshape(-1, 3).astype(int)
+    brightest = strokes[strokes.sum(1).argmax()]
+    # white strokes (anti-aliasing may keep the thinnest strokes just below 255)
+    assert brightest.min() >= 200 and brightest.max() - brightest.min() <= 10, brightest
 
 
 def test_label_is_clipped_into_the_image_and_above_a_box():
