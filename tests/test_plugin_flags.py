@@ -29,8 +29,8 @@ def test_shared_names_share_a_flag_and_clashes_are_told_apart():
     assert by_flag["--flip"].owners == ["a", "b"] and by_flag["--flip"].type is bool
     assert "a: a's flip" in by_flag["--flip"].help_text() and "b: b's flip" in by_flag["--flip"].help_text()
     assert by_flag["--threads"].min == 1 and by_flag["--threads"].help_text() == "t"  # same words: said once
-    assert any("would hide hrdeploy's own --batch" in n for n in notes)
-    assert any("--target-images" in n for n in notes)
+    assert ("model", "model 'b' option 'batch' would hide hrdeploy's own --batch: give it as --opt batch=VALUE") in notes
+    assert any(kind == "target" and "--target-images" in n for kind, n in notes)
 
 
 @pytest.fixture
@@ -80,3 +80,13 @@ def test_a_typed_flag_is_checked_where_it_is_parsed(run_cli, tmp_path):
     assert res.code == 2 and "'--threads'" in res.err
     res = run_cli("eval", tmp_path / "m.onnx", "--data", "coco:x", "--nms-threshold", "abc")
     assert res.code == 2 and "'--nms-threshold'" in res.err
+
+
+def test_doctor_reports_how_names_were_told_apart(run_cli, fresh_registry):
+    fresh_registry()
+    res = run_cli("doctor", "--json")
+    import json
+
+    notes = json.loads(res.out)["option_flags"]
+    assert "--flip is declared by dekr, hrnet_pose: the value goes to the model in use (export, convert, predict, eval)" in notes
+    assert any("option 'device' would hide hrdeploy's own --device" in n for n in notes)

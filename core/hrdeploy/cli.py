@@ -79,6 +79,24 @@ def _install_plugin_parts(registry: Any) -> None:
     for info in app.registered_commands[before:]:
         info._hrdeploy_plugin = True  # type: ignore[attr-defined]
 
+
+def _flag_notes(registry: Any) -> list[str]:
+    """How plugin-declared option names were told apart (shared flags, ``--target-NAME``,
+    names left to ``--set``/``--opt``), per command; for ``hrdeploy doctor``."""
+    from .plugin_flags import declared_flags
+
+    commands: dict[str, list[str]] = {}
+    for info in app.registered_commands:
+        base = getattr(info.callback, "_hrdeploy_base", info.callback)
+        kinds = getattr(base, "_hrdeploy_kinds", None)
+        if kinds is None:
+            continue
+        for kind, line in declared_flags(registry, _own_flags(base))[1]:
+            if kind in kinds:
+                commands.setdefault(line, []).append(info.name or base.__name__)
+    return [f"{line} ({', '.join(names)})" for line, names in sorted(commands.items())]
+
+
 def _console(stderr: bool) -> Console:
     # rich wraps at 80 columns when not writing to a terminal; logs and CI deserve wider tables
     probe = Console(stderr=stderr)
@@ -192,6 +210,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     from .inventory import doctor_report
 
     rep = doctor_report(_registry())
+    rep["option_flags"] = _flag_notes(_registry())
     if as_json:
         print(json.dumps(rep, indent=2))
         return
@@ -205,6 +224,10 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for name, p in rep["targets"].items():
         t.add_row(name, "yes" if p.get("available") else "no", str(p.get("version") or ""), p.get("detail", ""))
     out.print(t)
+    if rep["option_flags"]:
+        out.print("[bold]option flags[/bold] (plugin-declared names told apart)")
+        for n in rep["option_flags"]:
+            out.print(f"  - {n}", highlight=False, markup=False)
     if rep["problems"]:
         out.print("[bold]problems[/bold]")
         for p in rep["problems"]:

@@ -89,19 +89,19 @@ def _declarations(registry: Any, kind: str) -> list[tuple[str, str, Any]]:
     return out
 
 
-def declared_flags(registry: Any, reserved: set[str]) -> tuple[list[DeclaredFlag], list[str]]:
-    """The flags of every installed plugin's options, and one line per clash of names.
+def declared_flags(registry: Any, reserved: set[str]) -> tuple[list[DeclaredFlag], list[tuple[str, str]]]:
+    """The flags of every installed plugin's options, and ``(kind, line)`` per clash of names.
     ``reserved`` holds the flags (``--device``) hrdeploy's own commands already have."""
     flags: dict[tuple[str, str], DeclaredFlag] = {}
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []
     model_keys = {key for _, key, _ in _declarations(registry, MODEL)}
     for kind in (MODEL, TARGET):
         for owner, key, decl in _declarations(registry, kind):
             name = key.replace("_", "-")
             flag = f"--target-{name}" if kind == TARGET and key in model_keys else f"--{name}"
             if flag in reserved or (decl_type(decl) is bool and f"--no-{name}" in reserved):
-                notes.append(f"{kind} {owner!r} option {key!r} would hide hrdeploy's own {flag}: "
-                             f"give it as {'--set' if kind == TARGET else '--opt'} {key}=VALUE")
+                notes.append((kind, f"{kind} {owner!r} option {key!r} would hide hrdeploy's own {flag}: "
+                                    f"give it as {'--set' if kind == TARGET else '--opt'} {key}=VALUE"))
                 continue
             f = flags.setdefault((kind, key), DeclaredFlag(key, kind, flag, decl_type(decl)))
             if f.owners and f.type is not decl_type(decl):
@@ -114,9 +114,9 @@ def declared_flags(registry: Any, reserved: set[str]) -> tuple[list[DeclaredFlag
             f.choices.append(tuple(getattr(decl, "choices", ()) or ()))
     for f in flags.values():
         if len(f.owners) > 1:
-            notes.append(f"{f.flag} is declared by {', '.join(f.owners)}: the value goes to the {f.kind} in use")
+            notes.append((f.kind, f"{f.flag} is declared by {', '.join(f.owners)}: the value goes to the {f.kind} in use"))
         if f.flag.startswith("--target-"):
-            notes.append(f"target option {f.key!r} is also a model option: the target's is {f.flag}")
+            notes.append((f.kind, f"target option {f.key!r} is also a model option: the target's is {f.flag}"))
     return list(flags.values()), notes
 
 
