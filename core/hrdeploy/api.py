@@ -51,10 +51,15 @@ def convert(onnx_path: str | Path, output: str | Path, *, target: str = "onnxrun
             batch: Sequence[int] | str | None = None, calib: str | Path | None = None, calib_count: int = 100,
             dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
             model_options: dict[str, Any] | None = None, toolchain_verdict: str = "record",
-            step_timeout: float | None = None, log: Log = _quiet) -> Artifact:
+            step_timeout: float | None = None, gears: str | Path | Sequence[Sequence[int]] | None = None,
+            gears_data: str | None = None, gears_budget: int = 5, log: Log = _quiet) -> Artifact:
     """Convert an exported ONNX file for ``target`` into the artifact folder ``output``; its
     ``manifest`` records every command and the parity against the source
-    (``artifact.manifest["parity"]["status"]`` is ``"passed"``, ``"failed"`` or ``"not run"``)."""
+    (``artifact.manifest["parity"]["status"]`` is ``"passed"``, ``"failed"`` or ``"not run"``).
+    ``gears``: the (H, W) sizes a static-shape target compiles instead of the model's own (a
+    gear file as ``hrdeploy gears -o`` writes, the pairs, or ``"auto"`` with ``gears_data``
+    ``"coco:/data/coco"``: at most ``gears_budget`` gears chosen from its image sizes); recorded
+    as ``manifest["gears"]``."""
     from .conversion import convert as _convert
 
     if batch is not None and not isinstance(batch, str):
@@ -62,7 +67,8 @@ def convert(onnx_path: str | Path, output: str | Path, *, target: str = "onnxrun
     return _convert(_registry(), Path(onnx_path), target, Path(output), precision=precision.lower(), batch=batch,
                     calib_dir=Path(calib) if calib else None, calib_count=calib_count, dry_run=dry_run,
                     force=force, target_options=target_options, model_options=model_options, log=log,
-                    toolchain_verdict=toolchain_verdict, step_timeout=step_timeout)
+                    toolchain_verdict=toolchain_verdict, step_timeout=step_timeout, gears=gears,
+                    gears_data=gears_data, gears_budget=gears_budget)
 
 
 def open(model_file: str | Path, *, device: str | None = None,  # noqa: A001 - the verb users expect

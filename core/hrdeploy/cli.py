@@ -329,6 +329,9 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
             calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (int8)."),
             calib_count: int = typer.Option(100, "--calib-count", min=1, help="How many calibration images."),
+            gears: Optional[Path] = typer.Option(None, "--gears", metavar="FILE", help="Input size gears to compile instead of the model's own: a JSON as 'hrdeploy gears -o' writes ({\"gears\": [[H, W], ...]}) or a list of [H, W]; static-shape targets build each, onnxruntime ignores it. 'auto' chooses them from --data (as 'hrdeploy gears' does)."),
+            gears_data: Optional[str] = typer.Option(None, "--data", help="With --gears auto: KIND:PATH of the images whose sizes choose the gears (e.g. coco:/data/coco)."),
+            gears_budget: int = typer.Option(5, "--gears-budget", min=1, help="With --gears auto: at most this many gears."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Write the plan and print the commands; run nothing."),
             force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder (only one hrdeploy wrote, or an empty one)."),
             step_timeout: Optional[float] = typer.Option(None, "--step-timeout", metavar="SECONDS", help="Stop a vendor tool step (atc, model_deploy, vamc...) that runs longer than this (default 4 h; 0: no limit)."),
@@ -346,8 +349,8 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
         batch_sizes(batch)  # refused before any file is read
     reg = _registry()
     if from_plan is not None:
-        if onnx_file is not None or output is not None:
-            raise UserError("--from-plan takes the plan folder only (no ONNX file, no -o)")
+        if onnx_file is not None or output is not None or gears is not None or gears_data is not None:
+            raise UserError("--from-plan takes the plan folder only (no ONNX file, no -o, no --gears)")
         art = convert_from_plan(reg, from_plan, device=device, log=_log, toolchain_verdict=toolchain_verdict,
                                 step_timeout=step_timeout)
         _print_convert(art, dry_run=False, target=art.target, output=from_plan, strict=strict)
@@ -358,7 +361,8 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
                      calib_count=calib_count, dry_run=dry_run, force=force,
                      target_options=_declared_options(declared, "target", sets, "--set"),
                      model_options=_declared_options(declared, "model", opts, "--opt"), log=_log,
-                     toolchain_verdict=toolchain_verdict, step_timeout=step_timeout)
+                     toolchain_verdict=toolchain_verdict, step_timeout=step_timeout, gears=gears,
+                     gears_data=gears_data, gears_budget=gears_budget)
     _print_convert(art, dry_run, target, output, strict)
 
 
@@ -598,6 +602,59 @@ def samples(output: Path = typer.Argument(..., help="Folder to write the images 
 
     paths = write_images(output, count, seed=seed)
     out.print(f"wrote {len(paths)} synthetic images to {output}")
+
+
+@app.command()
+def gears(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list')."),
+          data: str = typer.Option(..., "--data", help="KIND:PATH whose image sizes to fit, e.g. coco:/data/coco."),
+          variant: Optional[str] = typer.Option(None, "--variant", help="Variant (default: the model's first)."),
+          budget: int = typer.Option(5, "--budget", help="At most this many gears."),
+          align: int = typer.Option(64, "--align", help="Gear sides are multiples of this."),
+          max_side: int = typer.Option(1024, "--max-side", help="Longest gear side; longer images are cropped to it."),
+          output: Optional[Path] = typer.Option(None, "-o", "--output", help="JSON for 'convert --gears FILE' ('-': standard output)."),
+          plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: images per gear and padded share.")) -> None:
+    """Choose the static size gears (at most --budget) with the fewest padded pixels on a dataset (exact)."""
+    from .evaluation import parse_data
+    from .gears import model_gear_report, plot_report
+    from .io import check_output_file
+    from .outputs import refuse_overlap
+
+    kind, path = parse_data(data)
+    for file, flag in ((output, "-o"), (plot, "--plot")):
+        if file is not None and not _is_stdout(file):
+            check_output_file(file, flag)
+            refuse_overlap(file, [path], flag)
+    spec = _registry().model(model)
+    var = spec.variant(variant)
+    rep = model_gear_report(spec, var, kind, path, budget=budget, align=align, max_side=max_side)
+    show = err if _is_stdout(output) else out      # keep standard output for the JSON alone
+    show.print(f"{rep['model']}/{rep['variant']}: {rep['images']} images ({rep['data']['source']}), "
+               f"budget {rep['budget']}, align {rep['align']}, max side {rep['max_side']}; exact optimum",
+               style="italic", highlight=False, soft_wrap=True)
+    t = Table(title="chosen gears", title_justify="left")
+    for c in ("gear (HxW)", "images", "share", "padded px", "padded share", "compute px", "cropped"):
+        t.add_column(c)
+    for r in rep["per_gear"]:
+        t.add_row(f"{r['gear'][0]}x{r['gear'][1]}", str(r["images"]), f"{100 * r['share']:.1f}%",
+                  f"{r['padded_pixels']:,}", f"{100 * r['padded_share']:.1f}%", f"{r['compute_pixels']:,}",
+                  str(r["cropped_images"]))
+    show.print(t)
+    c = Table(title="comparison", title_justify="left")
+    for col in ("set", "gears", "padded px", "compute px", "padded saved", "compute saved"):
+        c.add_column(col)
+    names = {"seed": "variant's gears", "one_gear": "one gear per chain"}
+    c.add_row("chosen", " ".join(f"{g[0]}x{g[1]}" for g in rep["gears"]), f"{rep['padded_pixels']:,}",
+              f"{rep['compute_pixels']:,}", "", "")
+    for key, b in rep["baselines"].items():
+        pct = ["-" if v is None else f"{100 * v:.1f}%" for v in (b["padded_saving"], b["compute_saving"])]
+        note = f" ({b['refused_images']} images refused)" if b["refused_images"] else ""
+        c.add_row(names.get(key, key) + note, " ".join(f"{g[0]}x{g[1]}" for g in b["gears"]),
+                  f"{b['padded_pixels']:,}", f"{b['compute_pixels']:,}", *pct)
+    show.print(c)
+    if plot is not None:
+        plot_report(rep, plot)
+        show.print(f"wrote {plot}", highlight=False)
+    _write_json(output, rep)
 
 
 # -- toolchains -----------------------------------------------------------------------------------

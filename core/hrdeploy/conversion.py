@@ -2,7 +2,9 @@
 the converted model against ONNX Runtime fp32 on the same inputs recorded in its manifest."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -23,7 +25,7 @@ from .artifact import (
 )
 from .errors import ToolchainMissing, UserError
 from .io import atomic_write_json, list_images, read_image
-from .model import ModelSpec, PipelineRuntime, Sample, SampleRef, Variant
+from .model import InputSpec, ModelSpec, PipelineRuntime, Sample, SampleRef, Variant
 from .outputs import check_output_folder, discard_created, prepare_output_folder
 from .parity import compare
 from .plugins import Registry
@@ -45,10 +47,12 @@ def calibration_source(spec: ModelSpec, variant: Variant, images: Sequence[Path]
 
 
 def _reference_set(spec: ModelSpec, variant: Variant, src: Artifact, calib: list[Path], calib_count: int,
-                   options: dict[str, Any]) -> tuple[np.ndarray, str]:
+                   options: dict[str, Any], compiled: Sequence[tuple[int, int]] | None = None
+                   ) -> tuple[np.ndarray, str]:
     """Inputs for the parity check: held-out calibration images when there are some (images
     the quantiser has not seen), else the reference inputs exported with the model, else
-    synthetic images."""
+    synthetic images. ``compiled``: the gears chosen with ``--gears``, when stored reference
+    inputs of another size cannot serve."""
     held_out = calib[calib_count:calib_count + 8]
     if held_out:
         return reference_inputs(spec, variant, held_out, count=8, options=options), \
@@ -57,7 +61,9 @@ def _reference_set(spec: ModelSpec, variant: Variant, src: Artifact, calib: list
     if ref_file is not None and ref_file.is_file():
         src.check_integrity()  # the reference was stored for this very .onnx
         x, _ = load_reference(ref_file)
-        return x, f"reference inputs exported with the model ({ref_file.name})"
+        # inputs at a size the chosen gears do not compile could not run on the artifact
+        if compiled is None or tuple(x.shape[-2:]) in set(compiled):
+            return x, f"reference inputs exported with the model ({ref_file.name})"
     return reference_inputs(spec, variant, None, options=options), "synthetic images"
 
 
@@ -70,13 +76,106 @@ def parse_batches(text: str | None, variant: Variant) -> list[int]:
     return batch_sizes(text) if text else [1]
 
 
+def read_gear_file(path: Path) -> list[tuple[int, int]]:
+    """The (H, W) pairs of a gear file: ``{"gears": [[H, W], ...], ...}`` or ``[[H, W], ...]``.
+    Refused with one line when it is missing, not JSON or holds no such list (the pairs
+    themselves are checked against the model by :func:`check_gears`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--gears {path}: no such file", "write one with 'hrdeploy gears MODEL --data ... -o FILE'")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"--gears {path} is not JSON: {e}") from None
+    gears = doc.get("gears") if isinstance(doc, dict) else doc
+    if not isinstance(gears, list):
+        raise UserError(f"--gears {path} holds no gear list",
+                        'expected {"gears": [[H, W], ...]} (as \'hrdeploy gears -o\' writes) or [[H, W], ...]')
+    return _pairs(gears, f"--gears {path}")
+
+
+def _pairs(gears: Any, where: str) -> list[tuple[int, int]]:
+    if isinstance(gears, (str, bytes)) or not isinstance(gears, Sequence):
+        raise UserError(f"{where}: expected a list of [H, W] pairs, got {type(gears).__name__}")
+    out: list[tuple[int, int]] = []
+    for g in gears:
+        # bool is an int to Python, and 512.5 is no size: only whole numbers are taken
+        if (isinstance(g, (str, bytes)) or not isinstance(g, Sequence) or len(g) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in g)):
+            raise UserError(f"{where}: gear {json.dumps(g) if _jsonable(g) else g!r} is not an [H, W] pair of whole numbers")
+        out.append((int(g[0]), int(g[1])))
+    return out
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def check_gears(gears: Sequence[tuple[int, int]], variant: Variant, spec_input: InputSpec, where: str) -> list[tuple[int, int]]:
+    """``gears`` if the model can be compiled at each: the model takes any size (a fixed-size
+    model has nothing to choose), and every H and W is a positive multiple of its input stride.
+    Duplicates are dropped, the order is kept (it is the order the compilers build them in)."""
+    fixed = spec_input.fixed_size
+    if fixed:
+        raise UserError(f"{variant.name} has the fixed input size {fixed[0]}x{fixed[1]}: it takes no --gears",
+                        "--gears is for models that take any input size (DEKR)")
+    if not gears:
+        raise UserError(f"{where}: the gear list is empty")
+    stride = max(int(spec_input.stride or 1), 1)
+    for h, w in gears:
+        if h <= 0 or w <= 0 or h % stride or w % stride:
+            raise UserError(f"{where}: gear {h}x{w} is not a positive multiple of the input stride {stride} "
+                            f"of {variant.name}")
+    return list(dict.fromkeys((int(h), int(w)) for h, w in gears))
+
+
+def resolve_gears(gears: Any, variant: Variant, spec_input: InputSpec, spec: ModelSpec | None = None,
+                  data: str | None = None, budget: int = 5) -> tuple[list[tuple[int, int]], str] | None:
+    """(the checked gear set, its source for the manifest) of a ``gears=`` argument, or None
+    when none was given. A path (or a string naming one) is read as a gear file; ``"auto"``
+    chooses them from the image sizes of ``data`` (KIND:PATH) with at most ``budget`` gears,
+    as ``hrdeploy gears`` does (:func:`hrdeploy.gears.model_gear_report`)."""
+    if gears is None:
+        if data is not None:
+            raise UserError("--data is for --gears auto (the images whose sizes choose the gears)")
+        return None
+    if str(gears) == "auto":
+        if data is None:
+            raise UserError("--gears auto needs --data KIND:PATH", "the images whose sizes choose the gears")
+        if spec_input.fixed_size:
+            check_gears([spec_input.fixed_size], variant, spec_input, "--gears auto")  # refused: fixed size
+        from .evaluation import parse_data
+        from .gears import model_gear_report
+
+        kind, path = parse_data(data)
+        report = model_gear_report(spec, variant, kind, path, budget=budget)
+        pairs = _pairs(report["gears"], "--gears auto")
+        return check_gears(pairs, variant, spec_input, "--gears auto"), f"auto: {data}, budget {int(budget)}"
+    if data is not None:
+        raise UserError("--data is for --gears auto; a gear file already lists the gears")
+    if isinstance(gears, (str, Path)):
+        pairs, source, where = read_gear_file(Path(gears)), str(gears), f"--gears {gears}"
+    else:
+        pairs, source, where = _pairs(gears, "gears"), "argument", "gears"
+    return check_gears(pairs, variant, spec_input, where), source
+
+
 def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path, *, precision: str = "fp32",
             batch: str | None = None, calib_dir: Path | None = None, calib_count: int = 100,
             dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
             model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-            toolchain_verdict: str = "record", step_timeout: float | None = None) -> Artifact:
+            toolchain_verdict: str = "record", step_timeout: float | None = None,
+            gears: "str | Path | Sequence[Sequence[int]] | None" = None, gears_data: str | None = None,
+            gears_budget: int = 5) -> Artifact:
     """Convert ``onnx_path`` for ``target_name`` into the artifact folder ``out_dir`` and check
-    its parity. ``toolchain_verdict``: "record" (the vendor tools' own similarity verdicts are
+    its parity. ``gears``: the (H, W) sizes a static-shape target compiles instead of the
+    variant's own gears (a gear file as ``hrdeploy gears -o`` writes, the pairs, or ``"auto"``:
+    chosen from the image sizes of ``gears_data`` with at most ``gears_budget`` gears); a target
+    that runs any shape (:attr:`Target.static_shapes` False) ignores them with a note. ``toolchain_verdict``: "record" (the vendor tools' own similarity verdicts are
     recorded and printed; hrdeploy's tolerance decides) or "decide" (a failed vendor verdict is
     a parity breach too). ``step_timeout``: seconds each vendor tool step may run (None: the
     default of :mod:`hrdeploy.kit.toolrun`, 0: no limit). ``out_dir`` must be new or empty, or an
@@ -101,24 +200,31 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
         raise UserError(f"no images in --calib {calib_dir}")
     batches = parse_batches(batch, variant)
     model_opts = dict(model_options or {})
+    # checked before anything is written: a bad gear file leaves no folder behind
+    chosen = resolve_gears(gears, variant, src.input, spec, gears_data, gears_budget)
+    net_input, gear_record = _gear_input(src.input, chosen, target, log)
 
-    ref_x, ref_source = _reference_set(spec, variant, src, calib, calib_count, model_opts)
+    # the reference and calibration inputs are made at the sizes the target compiles
+    net_variant = variant if net_input == src.input else dataclasses.replace(variant, input=net_input)
+    ref_x, ref_source = _reference_set(spec, net_variant, src, calib, calib_count, model_opts,
+                                       compiled=None if net_variant is variant else net_input.gears)
     # the manifest is written last, so a folder without one is never taken for an artifact;
     # a failed conversion removes what it wrote (recorded paths stay the final ones for --from-plan)
     folder = prepare_output_folder(out_dir, inputs, force=force)
     work = out_dir
     request = ConvertRequest(
         onnx_path=src.file("model").resolve(), out_dir=work, model=spec.name, variant=variant.name,
-        task=spec.task, input=src.input, preprocess=src.manifest.get("preprocess", variant.preprocess),
+        task=spec.task, input=net_input, preprocess=src.manifest.get("preprocess", variant.preprocess),
         precision=precision, batch_sizes=batches, options=opts, dry_run=dry_run,
         calib_dir=calib_dir, calib_count=calib_count,
-        calibration=calibration_source(spec, variant, calib, model_opts) if calib else None,
+        calibration=calibration_source(spec, net_variant, calib, model_opts) if calib else None,
         reference_inputs=ref_x, log=log, step_timeout=timeout)
     try:
         result = target.convert(request)
         manifest: dict[str, Any] = {
             "format": FORMAT, "model": spec.name, "variant": variant.name, "task": spec.task,
-            "input": src.manifest.get("input", variant.input.to_dict()), "outputs": list(variant.outputs),
+            "input": _input_record(src.manifest.get("input", variant.input.to_dict()), net_input),
+            "outputs": list(variant.outputs),
             "preprocess": request.preprocess, "tolerances": src.manifest.get("tolerances", {}),
             "weights": src.manifest.get("weights"), "target": target.name, "precision": precision,
             "batch_sizes": result.batch_sizes, "requested_batch_sizes": batches,
@@ -128,6 +234,7 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
             "checks": result.checks, "files": dict(result.files), "dry_run": dry_run,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "hrdeploy_version": __version__, **({"conversion": result.extra} if result.extra else {}),
+            **({"gears": gear_record} if gear_record else {}),
         }
         # files the deployment needs besides the network (DEKR's rescore net) travel along
         for role, path in src.files().items():
@@ -153,6 +260,34 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
                                                           precision, opts), manifest["checks"], toolchain_verdict)
         atomic_write_json(work / MANIFEST, manifest)
     return _converted(registry, Artifact(out_dir, manifest))
+
+
+def _gear_input(spec_input: InputSpec, chosen: tuple[list[tuple[int, int]], str] | None, target: Target,
+                log: Callable[[str], None]) -> tuple[InputSpec, dict[str, Any] | None]:
+    """The input the target compiles and the manifest's ``gears`` record: the chosen gears
+    replace the variant's on a static-shape target; a target that runs any shape keeps the
+    input as exported and the record says the set was ignored. A fixed-size model without
+    ``--gears`` has no gear record."""
+    if chosen is None:
+        if spec_input.fixed_size or not spec_input.gears:
+            return spec_input, None
+        return spec_input, {"sizes": [list(g) for g in spec_input.gears], "source": "variant"}
+    sizes, source = chosen
+    record: dict[str, Any] = {"sizes": [list(g) for g in sizes], "source": source}
+    if not target.static_shapes:
+        note = (f"target {target.name!r} runs any input size: the {len(sizes)} gears of {source} are not compiled "
+                "(the pipeline keeps the model's own resize)")
+        log(f"note: {note}")
+        return spec_input, {**record, "ignored": note}
+    return dataclasses.replace(spec_input, gears=tuple(sizes)), record
+
+
+def _input_record(recorded: dict[str, Any], net_input: InputSpec) -> dict[str, Any]:
+    """The manifest's ``input``: the exported one, with the gears the target was given."""
+    out = dict(recorded)
+    if not net_input.fixed_size and net_input.gears:
+        out["gears"] = [list(g) for g in net_input.gears]
+    return out
 
 
 def check_parity(spec: ModelSpec, variant: Variant, target: Target, artifact: Artifact, ref_x: np.ndarray,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -12,11 +13,11 @@ from . import __version__
 from .crosscheck import OutputRecorder, check_reference, compare_recorded
 from .errors import UserError
 from .io import atomic_write_json, dumps
-from .model import SampleRef
+from .model import Item, SampleRef
 from .results import EvalResult
 from .resume import RunIdentity, artifact_identity, dataset_identity, open_partial, partial_path, run_options
 from .session import Session, check_model_options
-from .stream import Stream
+from .stream import Observer, Stream
 
 if TYPE_CHECKING:
 
@@ -78,7 +79,8 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     if resume:
         log(f"resuming: {len(done)} of {len(refs)} images already done ({partial.name})")
     todo = [r for r in refs if r.id not in done]
-    stream = Stream(pipeline, session.runner, batch=batch, workers=workers, observe=recorder)
+    gears = GearCount(recorder)
+    stream = Stream(pipeline, session.runner, batch=batch, workers=workers, observe=gears)
     t0 = time.perf_counter()
     with pf:
         tick = progress(len(refs), len(done)) if progress else None
@@ -96,7 +98,8 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     wall = time.perf_counter() - t0
     summary = metric.summary()
     result = {
-        **session.describe(), "data": {"spec": data, **dataset.info(), "evaluated": len(refs), "limit": limit},
+        **session.describe(), "data": {"spec": data, **dataset.info(), "evaluated": len(refs), "limit": limit,
+                                       "per_gear": gears.per_gear()},
         "metric": summary, "preprocess": pipeline.params, "options": opts, "batch": stream.batch,
         "timing": {"seconds": round(wall, 3), "images": len(todo),
                    "images_per_second": round(len(todo) / wall, 3) if wall > 0 and todo else None,
@@ -119,11 +122,40 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
         result["files"] = written
     atomic_write_json(out, result)
     partial.unlink(missing_ok=True)
-    outcome = EvalResult(result, Path(out), metric.rows(summary), reports)
+    outcome = EvalResult(result, Path(out), [*metric.rows(summary), *gears.rows(len(done))], reports)
     from .plugins import registry
 
     registry().call("hrdeploy_after_eval", result=result, result_path=Path(out), outcome=outcome)
     return outcome
+
+
+class GearCount:
+    """Images per network input size ("HxW"), counted as the stream finishes each image: an
+    image whose items (flip copies, test scales, person crops) have several sizes counts once
+    under each. It shows how a dataset falls on an artifact's size gears (a fixed-size model
+    has one entry). Passes every finished image on to ``then`` (``eval --compare``'s recorder)."""
+
+    def __init__(self, then: Observer | None = None) -> None:
+        self.then = then
+        self.counts: Counter[tuple[int, int]] = Counter()
+
+    def __call__(self, ref: SampleRef, items: list[Item], outputs: list[dict[str, Any]]) -> None:
+        for size in {tuple(int(v) for v in it.tensor.shape[-2:]) for it in items}:
+            self.counts[size] += 1  # type: ignore[index]
+        if self.then is not None:
+            self.then(ref, items, outputs)
+
+    def per_gear(self) -> dict[str, int]:
+        """{"HxW": images}, the most used size first."""
+        ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {f"{h}x{w}": n for (h, w), n in ordered}
+
+    def rows(self, resumed: int = 0) -> list[tuple[str, str]]:
+        """The eval table's row (none when no image reached the network in this run)."""
+        if not self.counts:
+            return []
+        text = ", ".join(f"{k}: {n}" for k, n in self.per_gear().items())
+        return [("images per input size" + (" (this run)" if resumed else ""), text)]
 
 
 def _in_dataset_order(refs: list[SampleRef], done: dict[str, dict[str, Any]],

@@ -369,6 +369,12 @@ class ModelSpec:
         error); outputs are in ``variant.outputs`` order with the batch axis."""
         return None
 
+    def network_size(self, variant: Variant, height: int, width: int) -> tuple[int, int] | None:
+        """The input size (H, W) this model's preprocessing makes of an image of ``height`` x
+        ``width`` without gears; None for fixed-size models (gears do not apply). Models whose
+        input size varies implement it so ``hrdeploy gears`` can choose gears from the data."""
+        return None
+
     def artifact_files(self, variant: Variant, weights: Path | None,
                        options: dict[str, Any] | None = None) -> dict[str, bytes]:
         """Extra files a deployment needs besides the network (e.g. a rescoring net as

@@ -14,7 +14,9 @@ A target is one accelerator family with its toolchain. It answers three question
 Batching rules for the core: a runner with ``batch_sizes=None`` takes any batch; otherwise
 the core only sends batches of one of those sizes, padding the last one. A runner with
 ``sizes=None`` takes any (H, W); otherwise every item must have one of the listed sizes (the
-model pipeline snaps images to the gears recorded in the artifact).
+model pipeline snaps images to the gears recorded in the artifact). A target with
+``static_shapes`` compiles the gears in ``request.input.gears`` (``convert --gears`` replaces the
+variant's own set there).
 """
 from __future__ import annotations
 
@@ -232,6 +234,11 @@ class Target:
     precisions: tuple[str, ...] = ("fp32",)
     #: True when compiled models have fixed batch sizes (the core pads the last batch)
     static_batch: bool = True
+    #: True when compiled models take only the (H, W) sizes they were built for: the core then
+    #: hands the target the gear set chosen with ``convert --gears`` (in ``request.input.gears``)
+    #: and every one must be compiled; False (onnxruntime) when any size runs, and a chosen
+    #: gear set is ignored with a note in the log and the manifest
+    static_shapes: bool = True
     #: target-specific options of convert/open (``--chip``, ``--soc``, ``--threads``...)
     options: dict[str, TargetOption] = {}
     #: one line telling how to install or activate the toolchain
@@ -281,6 +288,7 @@ class Target:
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
                 "precisions": list(self.precisions), "static_batch": self.static_batch,
+                "static_shapes": self.static_shapes,
                 "options": {k: o.help for k, o in self.options.items()}, "capabilities": self.capabilities()}
 
     def check_options(self, options: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from hrdeploy.errors import UserError
 from hrdeploy.model import Dataset, ModelSpec, OptionSpec, PipelineRuntime, TaskCheck, Tolerance, Variant, parse_option
 from hrdeploy.tasks.pose import coco_keypoint_dataset, describe_people, draw_people
 
-from .pipeline import DEKRPipeline
+from .pipeline import DEKRPipeline, resize_params
 from .postprocess import DecodeConfig, ScaleMaps, top_centres
 from .rescore import Rescorer, rescorer_from_checkpoint
 from .variants import VARIANTS
@@ -125,6 +125,12 @@ class DEKRSpec(ModelSpec):
             return Rescorer.from_npz(path), f"on ({Path(path).name})"
         return None, ("off: no rescore weights with the model (export with --set rescore="
                       f"{RESCORE_CHECKPOINT}); scores are the pose scores")
+
+    def network_size(self, variant: Variant, height: int, width: int) -> tuple[int, int]:
+        """The official resize at scale 1 (short side ``input_size``, long side rounded up to a
+        multiple of 64), as the pipeline computes it without gears."""
+        (w_in, h_in), _, _ = resize_params(height, width, int(variant.extra["input_size"]), 1.0, None)
+        return (h_in, w_in)
 
     def dataset(self, kind: str, path: Path, options: dict[str, Any] | None = None) -> Dataset:
         if kind != "coco":

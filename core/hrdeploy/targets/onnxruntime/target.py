@@ -15,6 +15,7 @@ class OnnxRuntimeTarget(Target):
     description = "ONNX Runtime (CPU; CUDA/TensorRT providers when installed): the embedded default"
     precisions = ("fp32", "fp16", "int8")
     static_batch = False
+    static_shapes = False  # any (H, W) runs: a chosen gear set is not compiled
     options = {
         "threads": TargetOption("intra-op threads (default: the cores available to this process)", type=int, min=1),
         "calib_method": TargetOption("int8 calibration: minmax, entropy or percentile", "minmax",
