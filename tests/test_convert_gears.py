@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hrdeploy.model import PipelineRuntime, Sample, SampleRef
 from hrdeploy.ort_runner import OrtRunner
 from hrdeploy.stream import Stream
+from hrdeploy_dekr.spec import DEKRSpec
 from hrdeploy_dekr.synthetic import (
     EXPECTED_AP,
     MAP_H,
@@ -23,7 +23,6 @@ from hrdeploy_dekr.synthetic import (
     build_synthetic_coco,
     constant_maps,
 )
-from hrdeploy_dekr.spec import DEKRSpec
 from hrdeploy_dekr.variants import GEARS
 
 GEAR_SET = [[512, 512], [512, 640], [640, 512]]   # none of them is one of the seed's five
@@ -35,7 +34,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     build_synthetic_coco(root / "coco")
     gear_file = root / "gears.json"
     # the shape 'hrdeploy gears -o' writes: the list under "gears", the report beside it
-    gear_file.write_text(json.dumps({"gears": GEAR_SET, "budget": 3, "padded_pixels": 0}))
+    gear_file.write_text(json.dumps({"model": "dekr", "variant": "w32", "gears": GEAR_SET, "budget": 3,
+                                     "padded_pixels": 0}))
     plain = root / "plain.json"
     plain.write_text(json.dumps(GEAR_SET))
     return {"root": root, "coco": root / "coco", "model": build_constant_dekr_onnx(root / "const.onnx"),
@@ -145,6 +145,7 @@ def test_onnxruntime_ignores_the_gears_with_a_note(files, tmp_path, run_cli) -> 
     (json.dumps({"gears": [[500, 512]]}), "not a positive multiple of the input stride 32"),
     (json.dumps({"gears": [[0, 512]]}), "not a positive multiple"),
     (json.dumps({"gears": []}), "the gear list is empty"),
+    (json.dumps({"model": "dekr", "variant": "w48", "gears": GEAR_SET}), "was chosen for variant 'w48', not 'w32'"),
 ])
 def test_bad_gear_files_are_refused_with_one_line(files, tmp_path, run_cli, content, says) -> None:
     gear_file = tmp_path / "g.json"
@@ -160,14 +161,13 @@ def test_bad_gear_files_are_refused_with_one_line(files, tmp_path, run_cli, cont
 
 
 def test_fixed_size_model_takes_no_gears(files, tmp_path, run_cli) -> None:
-    from hrdeploy.testing.standins import tiny_onnx
-
-    # the stand-in model as an hrnet_pose export: a fixed 256 x 192 input
+    import onnx
     from hrdeploy.artifact import write_onnx_metadata
     from hrdeploy.onnx_export import model_metadata
-    import onnx
+    from hrdeploy.testing.standins import tiny_onnx
     from hrdeploy_hrnet_pose.spec import HRNetPoseSpec
 
+    # the stand-in model as an hrnet_pose export: a fixed 256 x 192 input
     spec = HRNetPoseSpec()
     variant = spec.variant(None)
     path = tiny_onnx(tmp_path / "fixed.onnx", input_dims=("N", 3, *variant.input.fixed_size))
@@ -189,10 +189,9 @@ def padding_invariant_dekr_onnx(path: Path) -> Path:
     whose output does not depend on padding gives for an image padded symmetrically (the warp
     centres the image in its window). At 512 x 512 it is exactly ``build_constant_dekr_onnx``."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     from hrdeploy.artifact import write_onnx_metadata
     from hrdeploy.onnx_export import model_metadata
+    from onnx import TensorProto, helper, numpy_helper
 
     heat, off = constant_maps()
     i64 = np.int64
@@ -210,7 +209,8 @@ def padding_invariant_dekr_onnx(path: Path) -> Path:
         helper.make_node("Div", ["extra", "two"], ["before"]),
         helper.make_node("Sub", ["extra", "before"], ["after"]),
         helper.make_node("Concat", ["nc", "before", "nc", "after"], ["pads"], axis=0),
-        helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=1),
+        # (N, 1, 1, 1): the outputs follow the input's batch
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=1),
         helper.make_node("Mul", ["mean", "zero"], ["zeros"]),
         helper.make_node("Add", ["zeros", "heat_const"], ["heat_b"]),
         helper.make_node("Add", ["zeros", "offset_const"], ["off_b"]),
@@ -239,10 +239,9 @@ def input_dependent_dekr_onnx(path: Path, seed: int = 3) -> Path:
     """A DEKR-shaped network whose maps come from the image: 4x4 average pooling (stride 4, the
     output stride) then fixed random 1x1 convolutions; the heatmaps through a sigmoid."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     from hrdeploy.artifact import write_onnx_metadata
     from hrdeploy.onnx_export import model_metadata
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     wh = (rng.standard_normal((18, 3, 1, 1)) * 2).astype(np.float32)
@@ -278,7 +277,7 @@ def _people(onnx_path: Path, image: np.ndarray, gears) -> tuple[list[dict], tupl
     ref = SampleRef("img", Path("img.jpg"))
     shape = tuple(pipe.prepare(Sample(ref, image))[0].tensor.shape)
     with OrtRunner(onnx_path) as runner:
-        (got, pred), = Stream(pipe, runner, images={"img": image}).run([ref])
+        ((_, pred),) = Stream(pipe, runner, images={"img": image}).run([ref])
     return pred["people"], shape
 
 
@@ -350,3 +349,101 @@ def test_a_network_that_ignores_the_padding_shift_loses_the_ap(files) -> None:
     check does see a wrong remapping."""
     ap, sizes = _coco_ap(files["model"], files["coco"], [(512, 768), (768, 512)])
     assert sizes == {(512, 768)} and ap < 0.5 * EXPECTED_AP
+
+
+def test_a_resumed_eval_counts_the_stored_images_per_gear(files, tmp_path, run_cli, monkeypatch) -> None:
+    """The partial file keeps each image's input sizes: a resumed run reports the same
+    ``data.per_gear`` as an uninterrupted one."""
+    import hrdeploy.stream as engine
+
+    args = ("eval", files["model"], "--data", f"coco:{files['coco']}")
+    full = run_cli(*args, "-o", tmp_path / "full.json")
+    assert full.code == 0, full
+    real = engine.Stream._finish_ready
+
+    def stop_after_one(self, waiting, final):
+        for got in real(self, waiting, final):
+            yield got
+            raise KeyboardInterrupt  # after the first image's record
+
+    monkeypatch.setattr(engine.Stream, "_finish_ready", stop_after_one)
+    out = tmp_path / "resumed.json"
+    assert run_cli(*args, "-o", out).code == 130
+    stored = [json.loads(x) for x in out.with_name(out.name + ".partial.jsonl").read_text().splitlines()[1:]]
+    assert [r["input_sizes"] for r in stored] == [[[512, 512]]]
+    monkeypatch.setattr(engine.Stream, "_finish_ready", real)
+    res = run_cli(*args, "-o", out, "--resume")
+    assert res.code == 0, res
+    want = json.loads((tmp_path / "full.json").read_text())["data"]["per_gear"]
+    assert want == {"512x512": 2}
+    assert json.loads(out.read_text())["data"]["per_gear"] == want
+
+
+# -- a compiled static-shape artifact: its gears drive the pipeline and eval counts them ----------
+
+ASCEND_FAKES = Path(__file__).resolve().parents[1] / "targets" / "ascend" / "tests" / "fakes"
+
+
+@pytest.fixture
+def ascend_standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path):
+    """atc, npu-smi and ais_bench stand-ins (as targets/ascend/tests/conftest.py sets them up)."""
+    import os
+
+    from hrdeploy.testing.standins import activate_standins, forget_modules
+
+    activate_standins(monkeypatch, tmp_path / "bin", ASCEND_FAKES, {"atc": "fake_atc", "npu-smi": "fake_npu_smi"})
+    home = tmp_path / "ascend-toolkit" / "latest"
+    home.mkdir(parents=True)
+    (home / "version.info").write_text("Version=7.0.RC1\nversion_dir=7.0.RC1\n")
+    monkeypatch.setenv("PYTHONPATH", f"{ASCEND_FAKES}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("ASCEND_HOME_PATH", str(home))
+    monkeypatch.setenv("FAKE_NPU_SMI", str(fixtures_dir / "toolchains" / "npu-smi_info_310P3_1card.txt"))
+    monkeypatch.setenv("FAKE_ATC_CALLS", str(tmp_path / "atc_calls.jsonl"))
+    yield tmp_path
+    forget_modules(("ais_bench", "ascend_fakeom", "fake_atc", "fake_npu_smi"))
+
+
+def test_ascend_artifact_runs_at_the_chosen_gears(tmp_path, run_cli, ascend_standins) -> None:
+    """Compiled (by the stand-in atc) for a chosen set without 512 x 512: eval snaps the 320 x 320
+    images to 512 x 768 from the artifact's sizes, counts them there, and the padding-invariant
+    network keeps the AP."""
+    coco = tmp_path / "coco"
+    build_synthetic_coco(coco)
+    model = padding_invariant_dekr_onnx(tmp_path / "inv.onnx")
+    gear_file = tmp_path / "gears.json"
+    gear_file.write_text(json.dumps({"gears": [[512, 768], [768, 512]]}))
+    res = run_cli("convert", model, "-t", "ascend", "--soc", "Ascend310P3", "--gears", gear_file, "-o", tmp_path / "art")
+    assert res.code == 0, res
+    m = _manifest(tmp_path / "art")
+    assert m["sizes"] == [[512, 768], [768, 512]] and m["parity"]["status"] == "passed"
+    res = run_cli("eval", tmp_path / "art", "--data", f"coco:{coco}", "-o", tmp_path / "r.json")
+    assert res.code == 0, res
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["data"]["per_gear"] == {"512x768": 2}
+    assert r["preprocess"]["gears"] == [[512, 768], [768, 512]]
+    assert r["metric"]["AP"] == pytest.approx(EXPECTED_AP, abs=1e-9)
+
+
+def test_the_file_hrdeploy_gears_writes_is_what_convert_takes(tmp_path, run_cli) -> None:
+    """Round trip: ``hrdeploy gears -o`` on a set of mixed sizes, then ``convert --gears`` on
+    Sophon builds one stage per gear of that file."""
+    import cv2
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for i, (h, w) in enumerate([(480, 640), (427, 640), (640, 480), (640, 427), (360, 640), (500, 500)]):
+        cv2.imwrite(str(images / f"{i}.jpg"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    gear_file = tmp_path / "chosen.json"
+    res = run_cli("gears", "dekr", "--data", f"coco:{images}", "--budget", "3", "-o", gear_file)
+    assert res.code == 0, res
+    chosen = json.loads(gear_file.read_text())["gears"]
+    assert 1 <= len(chosen) <= 3
+    model = build_constant_dekr_onnx(tmp_path / "const.onnx")
+    res = run_cli("convert", model, "-t", "sophon", "--chip", "bm1684x", "--gears", gear_file, "--dry-run",
+                  "-o", tmp_path / "plan")
+    assert res.code == 0, res
+    m = _manifest(tmp_path / "plan")
+    shapes = sorted(a[a.index("--input_shapes") + 1] for a in _argv(m, "model_transform"))
+    assert shapes == sorted(f"[[1,3,{h},{w}]]" for h, w in chosen)
+    assert m["gears"]["sizes"] == chosen

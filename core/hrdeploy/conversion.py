@@ -76,10 +76,12 @@ def parse_batches(text: str | None, variant: Variant) -> list[int]:
     return batch_sizes(text) if text else [1]
 
 
-def read_gear_file(path: Path) -> list[tuple[int, int]]:
+def read_gear_file(path: Path, model: str | None = None, variant: str | None = None) -> list[tuple[int, int]]:
     """The (H, W) pairs of a gear file: ``{"gears": [[H, W], ...], ...}`` or ``[[H, W], ...]``.
-    Refused with one line when it is missing, not JSON or holds no such list (the pairs
-    themselves are checked against the model by :func:`check_gears`)."""
+    Refused with one line when it is missing, not JSON, holds no such list, or names another
+    ``model``/``variant`` than the one converted (``hrdeploy gears`` records both: gears chosen
+    for w48's 640 px short side do not serve w32). The pairs themselves are checked against
+    the model by :func:`check_gears`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--gears {path}: no such file", "write one with 'hrdeploy gears MODEL --data ... -o FILE'")
@@ -88,6 +90,11 @@ def read_gear_file(path: Path) -> list[tuple[int, int]]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"--gears {path} is not JSON: {e}") from None
     gears = doc.get("gears") if isinstance(doc, dict) else doc
+    if isinstance(doc, dict):
+        for key, want in (("model", model), ("variant", variant)):
+            if want is not None and isinstance(doc.get(key), str) and doc[key] != want:
+                raise UserError(f"--gears {path} was chosen for {key} {doc[key]!r}, not {want!r}",
+                                "choose gears for this model with 'hrdeploy gears'")
     if not isinstance(gears, list):
         raise UserError(f"--gears {path} holds no gear list",
                         'expected {"gears": [[H, W], ...]} (as \'hrdeploy gears -o\' writes) or [[H, W], ...]')
@@ -119,10 +126,7 @@ def check_gears(gears: Sequence[tuple[int, int]], variant: Variant, spec_input: 
     """``gears`` if the model can be compiled at each: the model takes any size (a fixed-size
     model has nothing to choose), and every H and W is a positive multiple of its input stride.
     Duplicates are dropped, the order is kept (it is the order the compilers build them in)."""
-    fixed = spec_input.fixed_size
-    if fixed:
-        raise UserError(f"{variant.name} has the fixed input size {fixed[0]}x{fixed[1]}: it takes no --gears",
-                        "--gears is for models that take any input size (DEKR)")
+    _takes_gears(variant, spec_input)
     if not gears:
         raise UserError(f"{where}: the gear list is empty")
     stride = max(int(spec_input.stride or 1), 1)
@@ -131,6 +135,13 @@ def check_gears(gears: Sequence[tuple[int, int]], variant: Variant, spec_input: 
             raise UserError(f"{where}: gear {h}x{w} is not a positive multiple of the input stride {stride} "
                             f"of {variant.name}")
     return list(dict.fromkeys((int(h), int(w)) for h, w in gears))
+
+
+def _takes_gears(variant: Variant, spec_input: InputSpec) -> None:
+    fixed = spec_input.fixed_size
+    if fixed:
+        raise UserError(f"{variant.name} has the fixed input size {fixed[0]}x{fixed[1]}: it takes no --gears",
+                        "--gears is for models that take any input size (DEKR)")
 
 
 def resolve_gears(gears: Any, variant: Variant, spec_input: InputSpec, spec: ModelSpec | None = None,
@@ -143,11 +154,10 @@ def resolve_gears(gears: Any, variant: Variant, spec_input: InputSpec, spec: Mod
         if data is not None:
             raise UserError("--data is for --gears auto (the images whose sizes choose the gears)")
         return None
+    _takes_gears(variant, spec_input)  # before any file is read: the first thing to say
     if str(gears) == "auto":
         if data is None:
             raise UserError("--gears auto needs --data KIND:PATH", "the images whose sizes choose the gears")
-        if spec_input.fixed_size:
-            check_gears([spec_input.fixed_size], variant, spec_input, "--gears auto")  # refused: fixed size
         from .evaluation import parse_data
         from .gears import model_gear_report
 
@@ -158,7 +168,8 @@ def resolve_gears(gears: Any, variant: Variant, spec_input: InputSpec, spec: Mod
     if data is not None:
         raise UserError("--data is for --gears auto; a gear file already lists the gears")
     if isinstance(gears, (str, Path)):
-        pairs, source, where = read_gear_file(Path(gears)), str(gears), f"--gears {gears}"
+        pairs = read_gear_file(Path(gears), spec.name if spec is not None else None, variant.name)
+        source, where = str(gears), f"--gears {gears}"
     else:
         pairs, source, where = _pairs(gears, "gears"), "argument", "gears"
     return check_gears(pairs, variant, spec_input, where), source
@@ -169,7 +180,7 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
             dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
             model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
             toolchain_verdict: str = "record", step_timeout: float | None = None,
-            gears: "str | Path | Sequence[Sequence[int]] | None" = None, gears_data: str | None = None,
+            gears: str | Path | Sequence[Sequence[int]] | None = None, gears_data: str | None = None,
             gears_budget: int = 5) -> Artifact:
     """Convert ``onnx_path`` for ``target_name`` into the artifact folder ``out_dir`` and check
     its parity. ``gears``: the (H, W) sizes a static-shape target compiles instead of the

@@ -4,6 +4,7 @@ interrupted run continues with ``--resume`` where it stopped, exactly (see :mod:
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -80,6 +81,8 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
         log(f"resuming: {len(done)} of {len(refs)} images already done ({partial.name})")
     todo = [r for r in refs if r.id not in done]
     gears = GearCount(recorder)
+    if done:
+        gears.add_stored(partial, done)
     stream = Stream(pipeline, session.runner, batch=batch, workers=workers, observe=gears)
     t0 = time.perf_counter()
     with pf:
@@ -89,7 +92,8 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
             metric.update(ref, pred)
             if not new:
                 continue
-            pf.write(dumps({"id": ref.id, "prediction": pred}, indent=None) + "\n")
+            pf.write(dumps({"id": ref.id, "prediction": pred, "input_sizes": gears.last.pop(ref.id, [])},
+                           indent=None) + "\n")
             fresh += 1
             if fresh % 16 == 0:
                 pf.flush()
@@ -122,7 +126,7 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
         result["files"] = written
     atomic_write_json(out, result)
     partial.unlink(missing_ok=True)
-    outcome = EvalResult(result, Path(out), [*metric.rows(summary), *gears.rows(len(done))], reports)
+    outcome = EvalResult(result, Path(out), [*metric.rows(summary), *gears.rows()], reports)
     from .plugins import registry
 
     registry().call("hrdeploy_after_eval", result=result, result_path=Path(out), outcome=outcome)
@@ -138,24 +142,35 @@ class GearCount:
     def __init__(self, then: Observer | None = None) -> None:
         self.then = then
         self.counts: Counter[tuple[int, int]] = Counter()
+        #: each finished sample's sizes until its record is written: a resumed run counts its
+        #: stored images from the partial file, so its result is the uninterrupted run's
+        self.last: dict[str, list[list[int]]] = {}
 
     def __call__(self, ref: SampleRef, items: list[Item], outputs: list[dict[str, Any]]) -> None:
-        for size in {tuple(int(v) for v in it.tensor.shape[-2:]) for it in items}:
-            self.counts[size] += 1  # type: ignore[index]
+        sizes = sorted({(int(it.tensor.shape[-2]), int(it.tensor.shape[-1])) for it in items})
+        self.counts.update(sizes)
+        self.last[ref.id] = [list(s) for s in sizes]
         if self.then is not None:
             self.then(ref, items, outputs)
+
+    def add_stored(self, partial: Path, done: dict[str, Any]) -> None:
+        """Count the images a resumed run takes from ``partial`` (validated by
+        :func:`hrdeploy.resume.open_partial`; records without sizes count nothing)."""
+        for line in partial.read_text(encoding="utf-8").splitlines()[1:]:
+            rec = json.loads(line) if line.strip() else None
+            if isinstance(rec, dict) and rec.get("id") in done:
+                self.counts.update(tuple(s) for s in rec.get("input_sizes", []))
 
     def per_gear(self) -> dict[str, int]:
         """{"HxW": images}, the most used size first."""
         ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return {f"{h}x{w}": n for (h, w), n in ordered}
 
-    def rows(self, resumed: int = 0) -> list[tuple[str, str]]:
-        """The eval table's row (none when no image reached the network in this run)."""
+    def rows(self) -> list[tuple[str, str]]:
+        """The eval table's row (none when no image reached the network)."""
         if not self.counts:
             return []
-        text = ", ".join(f"{k}: {n}" for k, n in self.per_gear().items())
-        return [("images per input size" + (" (this run)" if resumed else ""), text)]
+        return [("images per input size", ", ".join(f"{k}: {n}" for k, n in self.per_gear().items()))]
 
 
 def _in_dataset_order(refs: list[SampleRef], done: dict[str, dict[str, Any]],

@@ -1,9 +1,10 @@
 """Exact resume of an interrupted ``hrdeploy eval``.
 
 Predictions are appended to ``<result>.partial.jsonl`` as they come: a header line naming the
-run, then one ``{"id": SAMPLE_KEY, "prediction": ...}`` line per sample. ``--resume`` continues
-only the very evaluation that was interrupted, so the header records everything that decides a
-prediction or the score (:class:`RunIdentity`):
+run, then one ``{"id": SAMPLE_KEY, "prediction": ..., "input_sizes": [[H, W], ...]}`` line per
+sample (the sizes: a resumed run reports eval's images per input size as an uninterrupted one).
+``--resume`` continues only the very evaluation that was interrupted, so the header records
+everything that decides a prediction or the score (:class:`RunIdentity`):
 
 * the artifact's contents: the sha256 of each of its files (an artifact folder's recorded
   hashes, checked when it was opened; an exported ``.onnx`` and its companions are hashed);
@@ -240,7 +241,8 @@ def _parse_record(n: int, raw: bytes, path: Path, known: set[str], first: dict[s
         rec = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{where}: not a JSON record ({getattr(e, 'msg', e)})", _DAMAGED) from None
-    if not isinstance(rec, dict) or set(rec) != {"id", "prediction"}:
+    # "input_sizes" (optional): the network input sizes of the sample, for eval's images per gear
+    if not isinstance(rec, dict) or set(rec) - {"input_sizes"} != {"id", "prediction"}:
         keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
         raise UserError(f"{where}: expected a record {{\"id\", \"prediction\"}}, found {short_json(keys)}", _DAMAGED)
     key = rec["id"]
@@ -250,6 +252,11 @@ def _parse_record(n: int, raw: bytes, path: Path, known: set[str], first: dict[s
         raise UserError(f"{where}: sample {key!r} is not one of this evaluation's images", _DAMAGED)
     if key in first:
         raise UserError(f"{where}: sample {key!r} is recorded twice (first on line {first[key]})", _DAMAGED)
+    sizes = rec.get("input_sizes", [])
+    if not isinstance(sizes, list) or not all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+            for s in sizes):
+        raise UserError(f"{where}: input_sizes is {short_json(sizes)}, not a list of [H, W]", _DAMAGED)
     problem = metric.check_prediction(rec["prediction"])
     if problem:
         raise UserError(f"{where}: the prediction of {key!r} is not one this model makes: {problem}", _DAMAGED)
