@@ -7,7 +7,7 @@ onnxruntime runs at any input size:
 
 * ``grid_sample`` (default, opset >= 16): the 9 taps of every output pixel are sampled with
   ``grid_sample(bilinear, zeros, align_corners=True)`` on the normalised grid, which is
-  exactly torchvision's bilinear sampling (taps outside the map read 0), then one MatMul with
+  exactly torchvision's bilinear sampling (taps outside the map read 0), then one 1x1 Conv with
   ``weight.flatten(1)``. Shapes come from the input at run time: the H and W axes stay dynamic.
 * ``deformconv``: the same forward in PyTorch, exported as one ONNX ``DeformConv`` node
   (opset >= 19; onnxruntime 1.17+ runs it).
@@ -59,9 +59,12 @@ def deform_conv3x3_grid_sample(x: Tensor, dy: Tensor, dx: Tensor, weight: Tensor
     grid = torch.stack([px * (2.0 / w_last) - 1.0, py * (2.0 / h_last) - 1.0], dim=-1)
     grid = grid.reshape(n, 9, -1, 2)                          # (N, 9, H*W, 2)
     cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    cols = cols.reshape(n, c * 9, -1)                         # (N, C*9, H*W), tap-minor like weight
-    out = torch.matmul(weight.flatten(1), cols)               # (N, O, H*W)
-    return out.reshape(n, weight.shape[0], h, w)
+    cols = cols.reshape(n, c * 9, h, w)                       # (N, C*9, H, W), tap-minor like weight
+    # the taps are contracted with a 1x1 convolution rather than MatMul(weight (O, C*9), cols
+    # (N, C*9, H*W)): TPU-MLIR 1.30.2's CPU MatMul of a 2-D weight by a batched 3-D tensor
+    # writes past its output buffer (heap corruption in model_transform's top-MLIR check,
+    # measured on DEKR-W32 at 512x512), and every NPU compiler maps a 1x1 Conv natively
+    return F.conv2d(cols, weight.flatten(1)[:, :, None, None])   # (N, O, H, W)
 
 
 class _DeformConvOnnx(torch.autograd.Function):

@@ -8,6 +8,7 @@ same ``execute`` compiles a plan carried from another machine (``convert --from-
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -52,9 +53,14 @@ def stage_batch(ref: np.ndarray, stage: C.Stage) -> np.ndarray:
     return np.ascontiguousarray(x[idx], dtype=np.float32)
 
 
+#: a frame of TPU-MLIR's model_runner progress bar ("[#####     ] 50%", "51%52%#  ] 52%"): a tool
+#: that dies mid-run (a crash prints nothing to the log) leaves one of these as its last line
+_PROGRESS = re.compile(r"[\[\]#\s\d%]*\d+%[\[\]#\s\d%]*")
+
+
 def _last_line(text: str) -> str:
     skip = ("BMLIB Send Quit Message", "cmodel_deinit complete", "[Running]", "[Success]")
-    lines = [ln.strip() for ln in strip_ansi(text).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in strip_ansi(text).splitlines() if ln.strip() and not _PROGRESS.fullmatch(ln.strip())]
     for ln in reversed(lines):
         if "Error" in ln or "error:" in ln:
             return ln[:200]

@@ -143,3 +143,19 @@ def test_model_tool_info_two_stages() -> None:
 
 def test_strip_ansi_keeps_last_redraw() -> None:
     assert strip_ansi("\x1b[1mbold\x1b[0m\n 10%|#  \r 100%|###| done") == "bold\n 100%|###| done"
+
+
+def test_failure_line_skips_the_progress_bar_of_a_crashed_tool() -> None:
+    """model_transform whose top-MLIR check crashed (TPU-MLIR 1.30.2, MatMul of a 2-D weight by
+    a batched tensor; recorded here): the log ends in progress-bar frames, which told the user
+    nothing; the failure line names the command that died instead."""
+    from hrdeploy_target_sophon.conversion import _last_line
+
+    log = ("2026/12/01 11:05:10 - INFO : Mlir file generated:mm.mlir\n"
+           "[CMD]: model_runner.py --input mm_in_f32.npz --model mm.onnx --output mm_ref_outputs.npz  \n"
+           "2026/12/01 11:05:10 - INFO : Saving mm_ref_outputs.npz\n"
+           "[CMD]: model_runner.py --input mm_in_f32.npz --model mm.mlir --output mm_top.npz  \n"
+           "[" + " " * 50 + "] 0%\r[#" + " " * 49 + "] 2%\r3%4%#" + " " * 48 + "] 4%\r91%")
+    assert _last_line(log) == "[CMD]: model_runner.py --input mm_in_f32.npz --model mm.mlir --output mm_top.npz"
+    # a line that only mentions a percentage is still a message
+    assert _last_line("loss at 50% of the run: out of memory\n[###   ] 60%") == "loss at 50% of the run: out of memory"
