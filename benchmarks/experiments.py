@@ -8,7 +8,7 @@
 device-only throughput of the cached fp32 and int8 artifacts under variants of the session
 options and the decode/preprocess worker count. Each variant is a runner built exactly like
 ``OrtRunner`` with one thing changed; it uses the models run.py cached in benchmarks/.cache.
-``dekr_adapt``: DEKR's adaptive convolutions exported as GridSample + MatMul vs ONNX DeformConv
+``dekr_adapt``: DEKR's adaptive convolutions exported as GridSample + a 1x1 Conv vs ONNX DeformConv
 (it exports both).
 """
 from __future__ import annotations
@@ -78,7 +78,7 @@ def threading(args: argparse.Namespace) -> None:
 
 
 def dekr_adapt(args: argparse.Namespace) -> None:
-    """DEKR's adaptive convolutions exported as GridSample + MatMul (``--opt adapt_conv=grid_sample``,
+    """DEKR's adaptive convolutions exported as GridSample + a 1x1 Conv (``--opt adapt_conv=grid_sample``,
     opset 17: the plugin's default, what the vendor compilers take) vs one ONNX DeformConv node
     each (``--opt adapt_conv=deformconv --opset 19``): device-only speed at 512x768 and agreement
     of the outputs, same seeded weights."""
