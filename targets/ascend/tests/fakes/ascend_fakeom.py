@@ -30,17 +30,6 @@ def parse_shape(text: str) -> tuple[str, list[int]]:
     return name, [int(d) for d in dims.split(",")]
 
 
-def parse_aipp(text: str) -> dict[str, str]:
-    """``key : value`` pairs of an AIPP config (protobuf text, one aipp_op block)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if ":" in line and not line.endswith("{"):
-            k, v = line.split(":", 1)
-            out[k.strip()] = v.strip()
-    return out
-
-
 def aipp_to_nchw(x: Any, aipp: dict[str, str]) -> Any:
     """uint8 NHWC -> float32 NCHW as the AIPP module computes it."""
     import numpy as np

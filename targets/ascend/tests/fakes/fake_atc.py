@@ -49,6 +49,7 @@ from pathlib import Path
 
 import ascend_fakeom as fom
 from hrdeploy.testing.onnxwire import onnx_inputs
+from hrdeploy_target_ascend.commands import parse_aipp_config
 
 START = "ATC start working now, please wait for a moment."
 FAILED = "ATC run failed, Please check the detail log, Try 'atc --help' for more information"
@@ -353,7 +354,7 @@ def check_aipp(opts: dict[str, str]) -> dict | None:
     path = Path(conf)
     if not path.is_file():  # CheckInsertOpConfParamValid; its wording is not recorded
         raise invalid(conf, "--insert_op_conf", "the file does not exist")
-    kv = fom.parse_aipp(path.read_text())
+    kv = parse_aipp_config(path.read_text())
     if kv.get("aipp_mode") != "static" or kv.get("input_format") != "RGB888_U8":
         raise AtcError("E10052", "AIPP configuration is invalid. Reason: only static RGB888_U8 AIPP is "
                                  "understood by this stand-in.")
