@@ -84,12 +84,14 @@ def test_a_hung_tool_is_stopped_at_its_timeout_with_one_line(tool, tmp_path, mod
     assert time.monotonic() - t0 < 20
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_to_hrdeploy_is_forwarded_to_the_tool_and_waited_for(tool, tmp_path, sig):
+def interrupt_driver(tool: Path, tmp_path: Path, mode: str, sig: int) -> tuple[subprocess.Popen[str], str, str, Path, int, int]:
+    """Run the stand-in tool in ``mode`` under a driver process (standing in for hrdeploy),
+    send ``sig`` to the driver once the tool runs; returns the finished driver, its output,
+    the tool's signal record and the tool's and its helper's pids."""
     record, log = tmp_path / "record.txt", tmp_path / "tool.log"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    proc = subprocess.Popen([sys.executable, str(driver), str(tool), "polite", str(record), str(log)],
+    proc = subprocess.Popen([sys.executable, str(driver), str(tool), mode, str(record), str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         tool_pid, helper_pid = tool_pids(record)
@@ -98,6 +100,12 @@ def test_a_signal_to_hrdeploy_is_forwarded_to_the_tool_and_waited_for(tool, tmp_
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, out, err, record, tool_pid, helper_pid
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_hrdeploy_is_forwarded_to_the_tool_and_waited_for(tool, tmp_path, sig):
+    proc, out, err, record, tool_pid, helper_pid = interrupt_driver(tool, tmp_path, "polite", sig)
     assert proc.returncode == 130 and "KeyboardInterrupt re-raised" in out, (out, err)
     # the tool got a SIGINT, as Ctrl-C in a terminal would have given it, and ended on it
     assert signals(record) == ["SIGINT"]
@@ -105,18 +113,7 @@ def test_a_signal_to_hrdeploy_is_forwarded_to_the_tool_and_waited_for(tool, tmp_
 
 
 def test_a_tool_that_ignores_sigint_and_sigterm_is_killed(tool, tmp_path):
-    record, log = tmp_path / "record.txt", tmp_path / "tool.log"
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    proc = subprocess.Popen([sys.executable, str(driver), str(tool), "stubborn", str(record), str(log)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        tool_pid, helper_pid = tool_pids(record)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out, err, record, tool_pid, helper_pid = interrupt_driver(tool, tmp_path, "stubborn", signal.SIGINT)
     assert proc.returncode == 130, (out, err)
     assert signals(record) == ["SIGINT", "SIGTERM"]
     assert gone(tool_pid, helper_pid, timeout=1.0)
