@@ -33,3 +33,22 @@ def test_the_verbs_are_the_package_s_attributes():
     from hrdeploy import conversion, evaluation  # noqa: F401
 
     assert callable(hrdeploy.convert) and callable(hrdeploy.evaluate)
+
+
+def test_a_session_passed_in_stays_open_for_the_caller(tmp_path):
+    import numpy as np
+
+    import hrdeploy
+    from classification_data import colour_classifier_onnx
+
+    model = colour_classifier_onnx(tmp_path / "colour.onnx")
+    closed = []
+    with hrdeploy.open(model) as session:
+        session.runner.close = lambda: closed.append(True)  # a device runner would release the chip here
+        first = hrdeploy.bench(session, [1], seconds=0.05, warmup=0, e2e=False)
+        second = hrdeploy.bench(session, [1], seconds=0.05, warmup=0, e2e=False)  # the runner still runs
+        x = np.zeros((1, 3, 224, 224), np.float32)
+        assert session.runner.run({session.runner.input_name: x})[0].shape == (1, 1000)
+        assert closed == []  # neither call closed what the caller opened
+    assert closed == [True]  # the caller's own `with` did
+    assert first.document["results"][0]["batch"] == second.document["results"][0]["batch"] == 1

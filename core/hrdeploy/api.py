@@ -6,6 +6,7 @@ Every function raises :class:`hrdeploy.errors.UserError` for what a user can fix
 given a ``log`` callable (``log=print`` shows the progress lines the CLI shows on stderr)."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,6 +19,12 @@ Log = Callable[[str], None]
 
 def _quiet(_message: str) -> None:
     pass
+
+
+def _owned(session: Session, given: Any) -> Any:
+    """Close the runner afterwards only when this call opened it: a session the caller passed
+    in stays open for the caller."""
+    return nullcontext() if given is session else session.runner
 
 
 def _registry() -> Any:
@@ -91,7 +98,7 @@ def evaluate(model: str | Path | Session, data: str, output: str | Path, *, limi
     from .evaluation import evaluate as _evaluate
 
     session = model if isinstance(model, Session) else open(model)
-    with session.runner:
+    with _owned(session, model):
         reference = open(compare) if compare is not None else None
         try:
             return _evaluate(session, data, Path(output), limit=limit, batch=batch, resume=resume, restart=restart,
@@ -110,7 +117,7 @@ def bench(model: str | Path | Session, batch_sizes: Sequence[int] = (1, 8), *, s
 
     sizes = _check(",".join(str(int(b)) for b in batch_sizes))
     session = model if isinstance(model, Session) else open(model)
-    with session.runner:
+    with _owned(session, model):
         return _bench(session, sizes, seconds=seconds, warmup=warmup, e2e=e2e,
                       images_dir=Path(images_dir) if images_dir else None, workers=workers, log=log)
 
