@@ -39,16 +39,15 @@ def export(model: str, output: str | Path, *, variant: str | None = None, weight
            force: bool = False, log: Log = _quiet) -> ExportResult:
     """Export ``model`` (a name from ``hrdeploy list``) to the ONNX file ``output`` and check
     ONNX Runtime against PyTorch; the reference inputs and outputs are stored beside it."""
-    from .artifact import reference_path_for_onnx
     from .io import list_images
     from .onnx_export import export as _export
-    from .outputs import check_replace_file
+    from .outputs import check_export_output
 
     spec = _registry().model(model)
     var = spec.variant(variant)
     output = Path(output)
-    check_replace_file(output, [Path(weights) if weights else None, Path(ref_images) if ref_images else None],
-                       force=force, also=[reference_path_for_onnx(output)])
+    check_export_output(output, weights=Path(weights) if weights else None,
+                        ref_images=Path(ref_images) if ref_images else None, options=options, force=force)
     return _export(spec, var, output, weights=Path(weights) if weights else None, random_weights=random_weights,
                    seed=seed, batch=batch, opset=opset, strict=strict,
                    ref_images=list_images(Path(ref_images)) if ref_images else None, options=options, log=log)

@@ -6,7 +6,7 @@ import sys
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -56,6 +56,15 @@ def _own_flags(func: Callable[..., Any]) -> set[str]:
     return flags
 
 
+def _declaring_commands() -> Iterator[tuple[Any, Callable[..., Any], tuple[str, ...]]]:
+    """(command info, undecorated function, kinds) of each command taking plugin-declared flags."""
+    for info in app.registered_commands:
+        base = getattr(info.callback, "_hrdeploy_base", info.callback)
+        kinds = getattr(base, "_hrdeploy_kinds", None)
+        if kinds is not None:
+            yield info, base, kinds
+
+
 def _install_plugin_parts(registry: Any) -> None:
     """Before each parse, from the installed plugins: the generated flags of every command
     that takes them (:mod:`hrdeploy.plugin_flags`) and the subcommands plugins add through the
@@ -63,11 +72,7 @@ def _install_plugin_parts(registry: Any) -> None:
     the registry in use (tests swap registries)."""
     from .plugin_flags import declared_flags, with_flags
 
-    for info in app.registered_commands:
-        base = getattr(info.callback, "_hrdeploy_base", info.callback)
-        kinds = getattr(base, "_hrdeploy_kinds", None)
-        if kinds is None:
-            continue
+    for info, base, kinds in _declaring_commands():
         flags, _ = declared_flags(registry, _own_flags(base))
         wrapped = with_flags(base, flags, kinds)
         wrapped._hrdeploy_base = base  # type: ignore[attr-defined]
@@ -86,11 +91,7 @@ def _flag_notes(registry: Any) -> list[str]:
     from .plugin_flags import declared_flags
 
     commands: dict[str, list[str]] = {}
-    for info in app.registered_commands:
-        base = getattr(info.callback, "_hrdeploy_base", info.callback)
-        kinds = getattr(base, "_hrdeploy_kinds", None)
-        if kinds is None:
-            continue
+    for info, base, kinds in _declaring_commands():
         for kind, line in declared_flags(registry, _own_flags(base))[1]:
             if kind in kinds:
                 commands.setdefault(line, []).append(info.name or base.__name__)
@@ -291,17 +292,10 @@ def export(model: str = typer.Argument(..., help="Model name (see 'hrdeploy list
         raise UserError("--batch and --dynamic-batch exclude each other")
     spec = _registry().model(model)
     var = spec.variant(variant)
-    if output.suffix.lower() != ".onnx":
-        raise UserError(f"-o must name an .onnx file, got {output}")
-    from .artifact import reference_path_for_onnx
-    from .outputs import check_replace_file
+    from .outputs import check_export_output
 
-    # before minutes of tracing and checking: never over an input (a file named by --opt is
-    # one), nor over an existing file without --force
     model_opts = _declared_options(declared, "model", opts, "--opt")
-    named = [Path(v) for v in model_opts.values() if isinstance(v, str) and Path(v).exists()]
-    check_replace_file(output, [weights, ref_images, *named], force=force, option="-o",
-                       also=[reference_path_for_onnx(output)])
+    check_export_output(output, weights=weights, ref_images=ref_images, options=model_opts, force=force)
     try:
         rep = do_export(spec, var, output, weights=weights, random_weights=random_weights, seed=seed, batch=batch,
                         opset=opset, strict=strict, ref_images=list_images(ref_images) if ref_images else None,
@@ -475,12 +469,11 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
     """Evaluate on a dataset with the model's own pre/post-processing and metric."""
     from .evaluation import evaluate, parse_data
     from .io import check_output_file
-    from .outputs import refuse_overlap
+    from .outputs import option_paths, refuse_overlap
 
     mopts = {**_declared_options(declared, "model", opts, "--opt"), **({"skip_missing": True} if skip_missing else {})}
     check_output_file(output, "-o")
-    named = [Path(v) for v in mopts.values() if isinstance(v, str) and Path(v).exists()]
-    refuse_overlap(output, [model_file, compare, parse_data(data)[1], *named], "-o")
+    refuse_overlap(output, [model_file, compare, parse_data(data)[1], *option_paths(mopts)], "-o")
     session = _open(model_file, device, sets, declared)
     with session.runner:
         reference = _open(compare, None, None) if compare is not None else None

@@ -57,6 +57,25 @@ def refuse_overlap(output: Path, inputs: Iterable[Path | None], option: str = "-
                         f"choose another {option}")
 
 
+def option_paths(options: dict[str, Any] | None) -> list[Path]:
+    """The existing files and folders named by option values (``--boxes``, ``--rescore``...):
+    inputs too, which no output may overwrite."""
+    return [Path(v) for v in (options or {}).values() if isinstance(v, str) and v and Path(v).exists()]
+
+
+def check_export_output(output: Path, *, weights: Path | None, ref_images: Path | None,
+                        options: dict[str, Any] | None, force: bool) -> None:
+    """Before an export's minutes of tracing and checking: ``output`` is an .onnx file that
+    overwrites no input and no existing file (nor its ``.ref.npz``) without ``force``."""
+    from .artifact import reference_path_for_onnx
+
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise UserError(f"-o must name an .onnx file, got {output}")
+    check_replace_file(output, [weights, ref_images, *option_paths(options)], force=force, option="-o",
+                       also=[reference_path_for_onnx(output)])
+
+
 def check_replace_file(path: Path, inputs: Iterable[Path | None], *, force: bool, option: str = "-o",
                        also: Iterable[Path] = ()) -> None:
     """Before writing the file ``path`` (and the files in ``also`` written beside it, such as
