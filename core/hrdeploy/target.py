@@ -101,6 +101,11 @@ class ConvertRequest:
     log: Callable[[str], None] = print
     #: seconds each tool step (one :meth:`run`) may take before it is stopped; None: no limit
     step_timeout: float | None = COMPILE_TIMEOUT
+    #: mixed precision (``convert --accuracy-budget``): tensor names of the *source* ONNX graph
+    #: whose producing layers stay in float while the rest is quantized to ``precision``. Only
+    #: sent to targets with :attr:`Target.mixed_precision`; each maps them to its toolchain's
+    #: means (onnxruntime: nodes excluded from quantization; TPU-MLIR: a quantize table)
+    keep_float: list[str] = field(default_factory=list)
 
     @property
     def sizes(self) -> tuple[tuple[int, int], ...]:
@@ -167,6 +172,28 @@ class ConvertResult:
     #: recorded as the manifest's ``conversion``; an optional ``"summary"`` string says in a few
     #: words what the artifact is (printed in the title of convert's parity table)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LayerDump:
+    """A converted model's intermediate tensors, for ``hrdeploy debug``.
+
+    ``tensors`` maps a tensor name *of the source ONNX graph* to the converted model's value of
+    that tensor (float32, the batch of inputs given, same layout as the source's tensor): the
+    target undoes its toolchain's renaming (QDQ suffixes, TPU-MLIR location names, dump file
+    names). Tensors the toolchain fused away or renamed beyond recognition are simply absent;
+    the core compares the names both sides have, in the source's topological order.
+
+    A vendor tool that compares per layer itself against its own golden run (Ascend's
+    ``msit debug compare``) may give ``figures`` instead: source tensor name ->
+    ``{"cosine": .., "max_rel": .., "sqnr_db": ..}`` (any of them); the core reports those.
+    ``label`` says what ran ("TPU-MLIR 1.30.2 model_runner, cmodel"); ``notes`` what the user
+    should know (tensors that could not be matched, emulated kernels...)."""
+
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    label: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 class Runner:
@@ -243,6 +270,8 @@ class Target:
     options: dict[str, TargetOption] = {}
     #: one line telling how to install or activate the toolchain
     setup_hint: str = ""
+    #: True when :meth:`convert` honours ``request.keep_float`` (``convert --accuracy-budget``)
+    mixed_precision: bool = False
 
     def probe(self) -> Probe:
         raise NotImplementedError
@@ -279,11 +308,43 @@ class Target:
         Nothing is installed behind the user's back: only this command calls it."""
         raise UserError(f"target {self.name!r} has no installable toolchain", self.setup_hint or "see its documentation")
 
+    # -- layer-wise debugging (``hrdeploy debug``) ------------------------------------------------
+    def layer_outputs(self, artifact: "Artifact", inputs: np.ndarray, source: Path, workdir: Path,
+                      log: Callable[[str], None] = print) -> LayerDump:
+        """Run the converted model here on ``inputs`` (NCHW float32, what the source ONNX
+        ``source`` takes) with its intermediate tensors exposed, and return them keyed by the
+        source graph's tensor names (:class:`LayerDump`). ``workdir`` is a scratch folder of the
+        core's (kept for the user under ``debug --keep``). Use the toolchain's own dump facility
+        (TPU-MLIR ``model_runner --dump_all_tensors``, onnxruntime
+        ``qdq_loss_debug``) rather than rewriting it. Targets whose models only run on a device
+        machine implement :meth:`layer_dump_plan` and :meth:`read_layer_dump` instead."""
+        raise UserError(f"target {self.name!r} cannot expose the layers of its models",
+                        "its plugin implements neither layer_outputs nor layer_dump_plan")
+
+    def layer_dump_plan(self, artifact: "Artifact", inputs: np.ndarray, source: Path,
+                        folder: Path) -> list[dict[str, Any]]:
+        """For a model that only runs on the device machine: write into ``folder`` what the
+        vendor's per-layer dump and compare tools need (input files, the source ONNX copy, a
+        script) and return the commands to run there, each ``{"cmd": str, "note": str}``; the
+        core prints them and records them in ``folder/debug-plan.json``. After the user ran
+        them (the folder copied to the device machine and back), ``hrdeploy debug ARTIFACT
+        --from-dump FOLDER`` calls :meth:`read_layer_dump`."""
+        raise UserError(f"target {self.name!r} writes no layer dump plan")
+
+    def read_layer_dump(self, artifact: "Artifact", folder: Path, source: Path) -> LayerDump:
+        """Parse what the commands of :meth:`layer_dump_plan` wrote into ``folder`` (dumped
+        tensors, or the vendor compare tool's per-layer table as ``figures``). Refuse a folder
+        that is not complete with one line naming what is missing."""
+        raise UserError(f"target {self.name!r} reads no layer dumps")
+
     def capabilities(self) -> list[str]:
         """The optional methods this target implements (``run_plan``, ``install_toolchain``,
-        ``bench_native``): shown by ``hrdeploy list --json`` and checked by the contract."""
-        return [name for name in ("run_plan", "install_toolchain", "bench_native")
-                if getattr(type(self), name) is not getattr(Target, name)]
+        ``bench_native``, ``layer_outputs``, ``layer_dump_plan``) and ``mixed_precision``: shown
+        by ``hrdeploy list --json`` and checked by the contract."""
+        names = [name for name in ("run_plan", "install_toolchain", "bench_native", "layer_outputs",
+                                   "layer_dump_plan")
+                 if getattr(type(self), name) is not getattr(Target, name)]
+        return names + (["mixed_precision"] if self.mixed_precision else [])
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
