@@ -58,14 +58,16 @@ def convert(onnx_path: str | Path, output: str | Path, *, target: str = "onnxrun
             dry_run: bool = False, force: bool = False, target_options: dict[str, Any] | None = None,
             model_options: dict[str, Any] | None = None, toolchain_verdict: str = "record",
             step_timeout: float | None = None, gears: str | Path | Sequence[Sequence[int]] | None = None,
-            gears_data: str | None = None, gears_budget: int = 5, log: Log = _quiet) -> Artifact:
+            gears_data: str | None = None, gears_budget: int = 5, keep_float: Sequence[str] | None = None,
+            log: Log = _quiet) -> Artifact:
     """Convert an exported ONNX file for ``target`` into the artifact folder ``output``; its
     ``manifest`` records every command and the parity against the source
     (``artifact.manifest["parity"]["status"]`` is ``"passed"``, ``"failed"`` or ``"not run"``).
     ``gears``: the (H, W) sizes a static-shape target compiles instead of the model's own (a
     gear file as ``hrdeploy gears -o`` writes, the pairs, or ``"auto"`` with ``gears_data``
     ``"coco:/data/coco"``: at most ``gears_budget`` gears chosen from its image sizes); recorded
-    as ``manifest["gears"]``."""
+    as ``manifest["gears"]``. ``keep_float``: source tensor names (as :func:`debug` lists
+    them) whose layers stay in float in a quantized build."""
     from .conversion import convert as _convert
 
     if batch is not None and not isinstance(batch, str):
@@ -74,7 +76,7 @@ def convert(onnx_path: str | Path, output: str | Path, *, target: str = "onnxrun
                     calib_dir=Path(calib) if calib else None, calib_count=calib_count, dry_run=dry_run,
                     force=force, target_options=target_options, model_options=model_options, log=log,
                     toolchain_verdict=toolchain_verdict, step_timeout=step_timeout, gears=gears,
-                    gears_data=gears_data, gears_budget=gears_budget)
+                    gears_data=gears_data, gears_budget=gears_budget, keep_float=keep_float)
 
 
 def open(model_file: str | Path, *, device: str | None = None,  # noqa: A001 - the verb users expect

@@ -181,7 +181,7 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
             model_options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
             toolchain_verdict: str = "record", step_timeout: float | None = None,
             gears: str | Path | Sequence[Sequence[int]] | None = None, gears_data: str | None = None,
-            gears_budget: int = 5) -> Artifact:
+            gears_budget: int = 5, keep_float: Sequence[str] | None = None) -> Artifact:
     """Convert ``onnx_path`` for ``target_name`` into the artifact folder ``out_dir`` and check
     its parity. ``gears``: the (H, W) sizes a static-shape target compiles instead of the
     variant's own gears (a gear file as ``hrdeploy gears -o`` writes, the pairs, or ``"auto"``:
@@ -190,7 +190,9 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
     recorded and printed; hrdeploy's tolerance decides) or "decide" (a failed vendor verdict is
     a parity breach too). ``step_timeout``: seconds each vendor tool step may run (None: the
     default of :mod:`hrdeploy.kit.toolrun`, 0: no limit). ``out_dir`` must be new or empty, or an
-    artifact of hrdeploy's with ``force`` (:mod:`hrdeploy.outputs`)."""
+    artifact of hrdeploy's with ``force`` (:mod:`hrdeploy.outputs`). ``keep_float``: source
+    tensor names whose layers stay in float (mixed precision; targets with
+    :attr:`Target.mixed_precision` only)."""
     _check_verdict_policy(toolchain_verdict)
     src = Artifact.load(onnx_path)
     if src.is_folder:
@@ -201,6 +203,12 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
     if precision not in target.precisions:
         raise UserError(f"target {target.name!r} does not support {precision}", "choose " + ", ".join(target.precisions))
     opts = target.check_options(target_options)
+    if keep_float and not target.mixed_precision:
+        raise UserError(f"target {target.name!r} cannot keep chosen layers in float (no mixed precision)",
+                        "convert without an accuracy budget, or for a target whose 'hrdeploy list --json' "
+                        "capabilities include mixed_precision")
+    if keep_float and precision == "fp32":
+        raise UserError("layers kept in float only mean something in a quantized build", "use --precision int8")
     timeout = timeout_option(step_timeout)
     out_dir = Path(out_dir)
     # what this conversion reads: never written over, nor removed by --force
@@ -229,7 +237,7 @@ def convert(registry: Registry, onnx_path: Path, target_name: str, out_dir: Path
         precision=precision, batch_sizes=batches, options=opts, dry_run=dry_run,
         calib_dir=calib_dir, calib_count=calib_count,
         calibration=calibration_source(spec, net_variant, calib, model_opts) if calib else None,
-        reference_inputs=ref_x, log=log, step_timeout=timeout)
+        reference_inputs=ref_x, log=log, step_timeout=timeout, keep_float=list(keep_float or []))
     try:
         result = target.convert(request)
         manifest: dict[str, Any] = {

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from .artifact import Artifact
     from .model import InputSpec
 
-PRECISIONS = ("fp32", "fp16", "int8")
+#: bf16: execution in bfloat16 (OpenVINO on AVX512_BF16/AMX CPUs; fp32 weights)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass
@@ -187,11 +188,15 @@ class LayerDump:
     A vendor tool that compares per layer itself against its own golden run (Ascend's
     ``msit debug compare``) may give ``figures`` instead: source tensor name ->
     ``{"cosine": .., "max_rel": .., "sqnr_db": ..}`` (any of them); the core reports those.
-    ``label`` says what ran ("TPU-MLIR 1.30.2 model_runner, cmodel"); ``notes`` what the user
+    ``producers`` may name the converted model's layer behind each tensor. ``label`` says what ran ("TPU-MLIR 1.30.2 model_runner, cmodel"); ``notes`` what the user
     should know (tensors that could not be matched, emulated kernels...)."""
 
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: source tensor name -> the converted model's layer computing it ("name (OpType)"), when
+    #: the toolchain fused several source layers into one (Conv + Relu into one Conv): the
+    #: report then names the layer that really runs
+    producers: dict[str, str] = field(default_factory=dict)
     label: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -272,6 +277,8 @@ class Target:
     setup_hint: str = ""
     #: True when :meth:`convert` honours ``request.keep_float`` (``convert --accuracy-budget``)
     mixed_precision: bool = False
+    #: what one ``eval --ray`` actor reserves on its node (:meth:`ray_resources`)
+    ray_actor_resources: dict[str, float] = {"CPU": 1.0}
 
     def probe(self) -> Probe:
         raise NotImplementedError
@@ -369,6 +376,23 @@ class Target:
                 raise UserError(f"target {self.name!r} option {key}: {value!r} is not one of {', '.join(choices)}")
         return opts
 
+    def split_devices(self, devices: str | None, options: dict[str, Any]) -> list["Placement"]:
+        """The runners ``eval``/``bench --devices SPEC`` open, one :class:`Placement` each:
+        ``options`` are the target options of the run. The base version takes ``SPEC`` as a
+        comma-separated list of the device ids :meth:`open` takes (Ascend device id, Sophon
+        device id, VastAI die) and opens each with the same options; no ``SPEC`` is one runner
+        on the default device. Override it when a device is chosen otherwise (onnxruntime
+        splits the CPU cores into ``--replicas`` runners)."""
+        if not devices:
+            return [Placement(None, dict(options), "default")]
+        ids = [d.strip() for d in str(devices).split(",")]
+        if any(not d for d in ids):
+            raise UserError(f"--devices expects comma-separated device ids (e.g. 0,1,2,3), got {devices!r}")
+        twice = sorted({d for d in ids if ids.count(d) > 1})
+        if twice:
+            raise UserError(f"--devices names device {', '.join(twice)} twice", "give each device once")
+        return [Placement(d, dict(options), f"dev:{d}") for d in ids]
+
     def require(self, probe: Probe | None = None) -> Probe:
         """Raise :class:`ToolchainMissing` with the setup hint unless the toolchain is here."""
         probe = probe or self.probe()
@@ -377,6 +401,27 @@ class Target:
                                    self.setup_hint or None)
         return probe
 
+    # -- Ray clusters (``eval --ray``, :mod:`hrdeploy.cluster`) ----------------------------------
+    def ray_resources(self, options: dict[str, Any] | None = None) -> dict[str, float]:
+        """What one Ray actor running this target's model reserves on its node, in Ray's
+        resource names: ``{"NPU": 1}`` (Ray Core knows Ascend NPUs), a custom resource the
+        nodes were started with (``ray start --resources='{"sophon": 3}'``), ``{"CPU": n}``
+        for a CPU runtime. ``options`` are the run's target options. ``"CPU"`` is reserved as
+        Ray's ``num_cpus``; the pool gets as many actors as the cluster holds. The base
+        version returns :attr:`ray_actor_resources` (a vendor target sets just that)."""
+        return dict(self.ray_actor_resources)
+
+    def ray_device(self, assigned: dict[str, list[str]]) -> str | None:
+        """The ``device`` a Ray actor opens, given the accelerator ids Ray assigned it
+        (``ray.get_runtime_context().get_accelerator_ids()``, e.g. ``{"NPU": ["2"]}``). Ray
+        makes an assigned accelerator the only one the actor sees (``ASCEND_RT_VISIBLE_DEVICES``,
+        ``CUDA_VISIBLE_DEVICES``), as device 0: the base version returns "0" when one of this
+        target's :meth:`ray_resources` was assigned ids, else None (the target's default
+        device). Custom resources carry no ids: override it when a node's chips must be told
+        apart otherwise."""
+        names = set(self.ray_resources())
+        return "0" if any(assigned.get(n) for n in names) else None
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -384,3 +429,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@dataclass
+class Placement:
+    """One runner of a multi-device run (:meth:`Target.split_devices`): the ``device`` passed
+    to :meth:`Target.open` (None: the one ``--device`` chose), the target ``options`` it opens
+    with, and a short ``slot`` naming it in worker labels and bench tables ("dev:2", "replica:0")."""
+
+    device: str | None
+    options: dict[str, Any]
+    slot: str

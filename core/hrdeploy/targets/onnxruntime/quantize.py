@@ -57,6 +57,8 @@ def quantize_int8(request: ConvertRequest, out: Path) -> dict[str, Any]:
         prepped = Path(tmp) / "prepped.onnx"
         # shape inference + fusions first, as onnxruntime recommends before static quantisation
         quant_pre_process(str(request.onnx_path), str(prepped), skip_symbolic_shape=True)
+        kept = _nodes_producing(prepped, request.keep_float)
+        nodes_to_exclude += kept
         reader = _Reader(input_name, request.calibration(request.calib_count), batch=1)
         quantize_static(
             str(prepped), str(out), reader,
@@ -70,4 +72,23 @@ def quantize_int8(request: ConvertRequest, out: Path) -> dict[str, Any]:
         raise UserError("no calibration images were found", "check --calib DIR")
     return {"quantization": {"format": "QDQ", "activations": "uint8 asymmetric", "weights": "int8 symmetric",
                              "per_channel": per_channel, "calibration": method,
-                             "calibration_images": reader.count, "excluded_op_types": exclude_types}}
+                             "calibration_images": reader.count, "excluded_op_types": exclude_types,
+                             **({"kept_float": {"tensors": list(request.keep_float), "nodes": kept}}
+                                if request.keep_float else {})}}
+
+
+def _nodes_producing(model_path: Path, tensors: list[str]) -> list[str]:
+    """The nodes of the pre-processed graph producing ``tensors`` (source tensor names; the
+    pre-processing keeps them): what ``nodes_to_exclude`` takes. A name the graph does not
+    produce is refused, since the user's accuracy budget would silently not be honoured."""
+    if not tensors:
+        return []
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    producer = {out: node.name for node in model.graph.node for out in node.output}
+    missing = [t for t in tensors if t not in producer]
+    if missing:
+        raise UserError(f"cannot keep {missing[0]!r} in float: no layer of the model produces it",
+                        "name tensors of the source graph (as 'hrdeploy debug' lists them)")
+    return sorted({producer[t] for t in tensors})

@@ -6,7 +6,7 @@ from typing import Any
 
 from ...artifact import Artifact
 from ...errors import UserError
-from ...target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+from ...target import ConvertRequest, ConvertResult, Placement, Probe, Runner, Target, TargetOption
 from ...ort_runner import OrtRunner, physical_cores
 
 
@@ -16,12 +16,15 @@ class OnnxRuntimeTarget(Target):
     precisions = ("fp32", "fp16", "int8")
     static_batch = False
     static_shapes = False  # any (H, W) runs: a chosen gear set is not compiled
+    mixed_precision = True  # keep_float: nodes excluded from quantization
     options = {
         "threads": TargetOption("intra-op threads (default: the cores available to this process)", type=int, min=1),
         "calib_method": TargetOption("int8 calibration: minmax, entropy or percentile", "minmax",
                                      ("minmax", "entropy", "percentile")),
         "per_channel": TargetOption("int8 per-channel weight scales (true/false)", "true", ("true", "false")),
         "exclude_ops": TargetOption("int8: comma-separated op types left in float (e.g. Resize,Gemm)", ""),
+        "replicas": TargetOption("eval/bench: split the CPU cores into N runners, one process each "
+                                 "(--threads is then per runner)", type=int, min=1),
     }
 
     def probe(self) -> Probe:
@@ -33,6 +36,10 @@ class OnnxRuntimeTarget(Target):
         return Probe(True, f"onnxruntime {ort.__version__}; providers: {', '.join(providers)}",
                      version=ort.__version__, devices=[{"id": "cpu", "cores": physical_cores()}],
                      extra={"providers": providers})
+
+    def ray_resources(self, options: dict[str, Any] | None = None) -> dict[str, float]:
+        """A Ray actor reserves the CPUs its session's intra-op threads use (--threads, else one)."""
+        return {"CPU": float((options or {}).get("threads") or 1)}
 
     # -- convert --------------------------------------------------------------------------------
     def convert(self, request: ConvertRequest) -> ConvertResult:
@@ -87,6 +94,25 @@ class OnnxRuntimeTarget(Target):
         if request.calibration is None:
             raise UserError("int8 needs calibration images", "pass --calib DIR (images run through the model's own preprocessing)")
         return quantize_int8(request, out)
+
+    # -- debug ----------------------------------------------------------------------------------
+    def layer_outputs(self, artifact: Artifact, inputs: Any, source: Path, workdir: Path,
+                      log: Any = print) -> Any:
+        from .layers import layer_outputs
+
+        return layer_outputs(artifact, inputs, source, workdir, log)
+
+    # -- run ------------------------------------------------------------------------------------
+    def split_devices(self, devices: str | None, options: dict[str, Any]) -> list[Placement]:
+        """onnxruntime runs on this host's CPU cores: ``--replicas N`` opens N runners (one
+        process each, see :mod:`hrdeploy.devices`) with ``--threads`` or an equal share of the
+        cores each, all on the provider ``--device`` chose."""
+        if devices:
+            raise UserError("onnxruntime has no device ids to spread over: it runs on this host's CPU cores",
+                            "split them into N runners with --replicas N")
+        n = int(options.get("replicas") or 1)
+        threads = int(options.get("threads") or max(1, physical_cores() // n))
+        return [Placement(None, {**options, "threads": threads}, f"replica:{i}") for i in range(n)]
 
     # -- run ------------------------------------------------------------------------------------
     def open(self, artifact: Artifact, device: str | None = None, options: dict[str, Any] | None = None) -> Runner:
