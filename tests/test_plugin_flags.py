@@ -88,5 +88,5 @@ def test_doctor_reports_how_names_were_told_apart(run_cli, fresh_registry):
     import json
 
     notes = json.loads(res.out)["option_flags"]
-    assert "--flip is declared by dekr, hrnet_pose: the value goes to the model in use (export, convert, predict, eval)" in notes
+    assert "--flip is declared by dekr, hrnet_pose: the value goes to the model in use (export, convert, predict, eval, debug)" in notes
     assert any("option 'device' would hide hrdeploy's own --device" in n for n in notes)

@@ -115,6 +115,8 @@ def debug(registry: Registry, model_file: Path, source: Path | None = None, *, d
                         "compile it with 'hrdeploy convert --from-plan' first")
     artifact.check_integrity()
     target: Target = registry.target(artifact.target)
+    if target.layer_debug_refusal:
+        raise UserError(target.layer_debug_refusal, target.layer_debug_hint or None)
     notes: list[str] = []
     src = _source_for(artifact, source, notes)
     thr = default_threshold(artifact.precision) if threshold is None else threshold
@@ -155,12 +157,16 @@ def _run_layers(target: Target, artifact: Artifact, x: np.ndarray, src: Path, ke
 
 def _write_plan(artifact: Artifact, target: Target, x: np.ndarray, src: Path, plan_out: Path | None,
                 where: str, notes: list[str], log: Callable[[str], None]) -> DebugOutcome:
-    from .outputs import prepare_output_folder
+    from .outputs import discard_created, prepare_output_folder
 
     folder = Path(plan_out) if plan_out else artifact.path.with_name(artifact.path.name + ".debug")
-    prepare_output_folder(folder, [artifact.path, src], force=False, option="--plan")
-    np.save(folder / "debug-inputs.npy", x)
-    commands = target.layer_dump_plan(artifact, x, src, folder)
+    created = prepare_output_folder(folder, [artifact.path, src], force=False, option="--plan")
+    try:
+        np.save(folder / "debug-inputs.npy", x)
+        commands = target.layer_dump_plan(artifact, x, src, folder)
+    except BaseException:  # a target refusing this artifact leaves no half-written plan behind
+        discard_created(created, keep_suffixes=())
+        raise
     atomic_write_json(folder / PLAN_FILE, {"format": "hrdeploy-debug-plan-1", "artifact": str(artifact.path),
                                             "source": src.name, "inputs": where, "commands": commands})
     log(f"{target.name} models run on the device machine: the layer dump plan is in {folder}")

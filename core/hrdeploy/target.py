@@ -277,6 +277,10 @@ class Target:
     setup_hint: str = ""
     #: True when :meth:`convert` honours ``request.keep_float`` (``convert --accuracy-budget``)
     mixed_precision: bool = False
+    #: why this target's models cannot be compared layer by layer at all (its vendor documents
+    #: no per-layer dump), and what to do instead: ``hrdeploy debug`` says it in one line
+    layer_debug_refusal: str = ""
+    layer_debug_hint: str = ""
     #: what one ``eval --ray`` actor reserves on its node (:meth:`ray_resources`)
     ray_actor_resources: dict[str, float] = {"CPU": 1.0}
 
@@ -325,8 +329,13 @@ class Target:
         (TPU-MLIR ``model_runner --dump_all_tensors``, onnxruntime
         ``qdq_loss_debug``) rather than rewriting it. Targets whose models only run on a device
         machine implement :meth:`layer_dump_plan` and :meth:`read_layer_dump` instead."""
+        self._refuse_layer_debug()
         raise UserError(f"target {self.name!r} cannot expose the layers of its models",
                         "its plugin implements neither layer_outputs nor layer_dump_plan")
+
+    def _refuse_layer_debug(self) -> None:
+        if self.layer_debug_refusal:
+            raise UserError(self.layer_debug_refusal, self.layer_debug_hint or None)
 
     def layer_dump_plan(self, artifact: "Artifact", inputs: np.ndarray, source: Path,
                         folder: Path) -> list[dict[str, Any]]:
@@ -336,12 +345,14 @@ class Target:
         core prints them and records them in ``folder/debug-plan.json``. After the user ran
         them (the folder copied to the device machine and back), ``hrdeploy debug ARTIFACT
         --from-dump FOLDER`` calls :meth:`read_layer_dump`."""
+        self._refuse_layer_debug()
         raise UserError(f"target {self.name!r} writes no layer dump plan")
 
     def read_layer_dump(self, artifact: "Artifact", folder: Path, source: Path) -> LayerDump:
         """Parse what the commands of :meth:`layer_dump_plan` wrote into ``folder`` (dumped
         tensors, or the vendor compare tool's per-layer table as ``figures``). Refuse a folder
         that is not complete with one line naming what is missing."""
+        self._refuse_layer_debug()
         raise UserError(f"target {self.name!r} reads no layer dumps")
 
     def capabilities(self) -> list[str]:

@@ -79,16 +79,36 @@ def quantize_int8(request: ConvertRequest, out: Path) -> dict[str, Any]:
 
 def _nodes_producing(model_path: Path, tensors: list[str]) -> list[str]:
     """The nodes of the pre-processed graph producing ``tensors`` (source tensor names; the
-    pre-processing keeps them): what ``nodes_to_exclude`` takes. A name the graph does not
+    pre-processing keeps them) and reading them: what ``nodes_to_exclude`` takes. A name the graph does not
     produce is refused, since the user's accuracy budget would silently not be honoured."""
     if not tensors:
         return []
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    producer = {out: node.name for node in model.graph.node for out in node.output}
+    producer = {out: node for node in model.graph.node for out in node.output}
     missing = [t for t in tensors if t not in producer]
     if missing:
         raise UserError(f"cannot keep {missing[0]!r} in float: no layer of the model produces it",
                         "name tensors of the source graph (as 'hrdeploy debug' lists them)")
-    return sorted({producer[t] for t in tensors})
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node.name)
+    names = set()
+    for t in tensors:
+        node = producer[t]
+        names.add(node.name)
+        # a tensor is quantized for the layers reading it: they stay in float too, or the
+        # tensor is rounded to int8 all the same (only its producer's weights would be float)
+        names.update(consumers.get(t, []))
+        # the quantizer folds an activation into the layer before it: a Relu's output is that
+        # Conv's, so keeping it in float means keeping the Conv
+        if node.op_type in _FOLDED_ACTIVATIONS and node.input and node.input[0] in producer:
+            before = producer[node.input[0]]
+            if before.op_type in ("Conv", "Gemm", "MatMul"):
+                names.add(before.name)
+    return sorted(names)
+
+
+_FOLDED_ACTIVATIONS = ("Relu", "Clip")
