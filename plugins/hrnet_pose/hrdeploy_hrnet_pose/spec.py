@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hrdeploy.model import Dataset, ModelSpec, OptionSpec, PipelineRuntime, TaskCheck, Tolerance, Variant, parse_option
-from hrdeploy.tasks.pose import coco_keypoint_dataset, describe_people, draw_people
+from hrdeploy.tasks.pose import COCO_SIGMAS, coco_keypoint_dataset, describe_people, draw_people
 
 from .pipeline import TopDownPosePipeline, decode_heatmaps
 from .variants import VARIANTS
@@ -91,8 +91,13 @@ class HRNetPoseSpec(ModelSpec):
         err = np.linalg.norm((a - b) * stride, axis=-1)
         mean, worst = float(err.mean()), float(err.max())
         within = float(np.mean(err <= stride)) * 100
+        # OKS of the test's keypoints against the reference's, per crop, with the crop (the
+        # person box the network sees) as the object area and COCO's per-joint sigmas
+        area = float(variant.input.width * variant.input.height)  # type: ignore[operator]
+        k2 = (COCO_SIGMAS[: err.shape[-1]] * 2) ** 2
+        oks = float(np.mean(np.exp(-(err ** 2) / (2 * area * k2))))
         passed = tolerance.task is None or mean <= tolerance.task
         limit = "" if tolerance.task is None else f" (limit {tolerance.task:g})"
         return TaskCheck("keypoint error (px)", mean, passed,
-                         f"keypoint error mean {mean:.3f} px{limit}, max {worst:.2f} px, {within:.1f}% of "
+                         f"keypoint error mean {mean:.3f} px{limit}, max {worst:.2f} px, OKS {oks:.4f}, {within:.1f}% of "
                          f"{err.size} joints within one heatmap pixel, on {len(ref)} crops")

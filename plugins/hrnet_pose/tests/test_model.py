@@ -115,3 +115,8 @@ def test_task_check_decodes_and_compares_keypoints(fixtures_dir: Path) -> None:
     assert not bad.passed
     assert bad.value == pytest.approx(20.0 / (2 * 17), abs=0.3)
     assert "max 20" in bad.text
+    # OKS against the reference: 1 when identical; one of 34 joints 20 px off on a 192x256 crop
+    # (left ear, sigma 0.035) costs exp(-400 / (2 * 49152 * 0.0049)) of that joint
+    assert "OKS 1.0000" in same.text
+    expected = 1 - (1 - np.exp(-400 / (2 * 192 * 256 * (2 * 0.035) ** 2))) / (2 * 17)
+    assert f"OKS {expected:.4f}" in bad.text
