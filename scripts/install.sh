@@ -24,7 +24,7 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null \
   || pip_install torch==2.13.0
 pip_install setuptools wheel
-DISTS=(. plugins/hrnet_cls plugins/tresnet plugins/hrnet_pose plugins/dekr targets/ascend targets/sophon targets/vastai)
+DISTS=(. plugins/hrnet_cls plugins/tresnet plugins/hrnet_pose plugins/dekr targets/ascend targets/sophon targets/vastai targets/openvino)
 # every distribution's declared dependencies from the registry (each pyproject is the truth,
 # so a dependency missing there is missing here too), then the editable installs without
 # build isolation (fast, offline)

@@ -48,14 +48,24 @@ def _timed_loop(fn: Callable[[], Any], seconds: float, warmup: int, min_iters: i
     return lat, len(lat)
 
 
-def device_only(session: Session, batch: int, seconds: float, warmup: int) -> dict[str, Any]:
+def _device_loop(session: Session, batch: int, seconds: float, warmup: int) -> tuple[list[float], list[int]]:
+    """Per-call latencies (ms) of one prepared batch fed to the runner again and again."""
     x = reference_inputs(session.spec, session.variant, None, count=1)
     xb = np.ascontiguousarray(np.repeat(x, batch, axis=0))
     feeds = {session.runner.input_name: xb}
-    lat, iters = _timed_loop(lambda: session.runner.run(feeds), seconds, warmup)
+    lat, _ = _timed_loop(lambda: session.runner.run(feeds), seconds, warmup)
+    return lat, list(xb.shape)
+
+
+def _device_row(batch: int, lat: Sequence[float], warmup: int, shape: list[int]) -> dict[str, Any]:
     mean_s = float(np.mean(lat)) / 1000
     return {"device_ips": round(batch / mean_s, 3), "latency_ms": _percentiles(lat), "warmup": warmup,
-            "iterations": iters, "input_shape": list(xb.shape)}
+            "iterations": len(lat), "input_shape": shape}
+
+
+def device_only(session: Session, batch: int, seconds: float, warmup: int) -> dict[str, Any]:
+    lat, shape = _device_loop(session, batch, seconds, warmup)
+    return _device_row(batch, lat, warmup, shape)
 
 
 def end_to_end(session: Session, batch: int, seconds: float, images: list[Path],
@@ -83,8 +93,15 @@ def end_to_end(session: Session, batch: int, seconds: float, images: list[Path],
 
 def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup: int = 3,
           options: dict[str, Any] | None = None, workers: int | None = None, e2e: bool = True,
-          images_dir: Path | None = None, log: Callable[[str], None] = print) -> BenchResult:
+          images_dir: Path | None = None, log: Callable[[str], None] = print,
+          devices: str | None = None, device: str | None = None) -> BenchResult:
+    """``devices`` (``--devices``; or the target's own split, onnxruntime's ``--replicas``)
+    measures every runner at once, each in its process: rows then hold the aggregate (device
+    throughputs summed, latencies pooled) and ``per_device`` figures (:mod:`hrdeploy.devices`)."""
+    from .devices import placements, wants_pool
+
     runner = session.runner
+    spread = placements(session, devices) if wants_pool(session, devices) else None
     allowed = runner.batch_sizes
     report: dict[str, Any] = {
         **session.describe(), "seconds_per_point": seconds, "results": [], "skipped": [],
@@ -111,6 +128,17 @@ def bench(session: Session, batches: Sequence[int], seconds: float = 5.0, warmup
                       write_images(Path(tmp), 16, size=(int(size[0] * 1.6), int(size[1] * 2.2)), seed=11))
             if not images:
                 raise UserError(f"no .jpg images in {images_dir}")
+        if spread is not None:
+            from .devices import bench_devices
+
+            todo = [b for b in batches if not (allowed and b not in allowed)]
+            report["skipped"] += [{"batch": b, "reason": f"compiled batch sizes are {list(allowed)}"}
+                                  for b in batches if b not in todo]
+            report["devices"] = [p.slot for p in spread]
+            report["device_timing"] = "Runner.run wall time, every runner at once, each in its own process"
+            report["results"], report["runner"] = bench_devices(session, spread, device, todo, seconds, warmup,
+                                                                images if e2e else None, options or {}, workers, log)
+            return _finished(BenchResult(report))
         for b in batches:
             if allowed and b not in allowed:
                 report["skipped"].append({"batch": b, "reason": f"compiled batch sizes are {list(allowed)}"})
@@ -164,3 +192,20 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def per_device_table(report: dict[str, Any]) -> Any:
+    """``bench --devices``: each runner's figures per batch size, next to the aggregate table."""
+    from rich.table import Table
+
+    t = Table(title="per device (measured at once)", title_justify="left")
+    for c in ("batch", "worker", "device img/s", "latency ms mean/p50/p90/p99", "e2e img/s", "iters"):
+        t.add_column(c)
+    for r in report["results"]:
+        e2e = r.get("e2e_per_device") or {}
+        for d in r.get("per_device") or []:
+            lat = d["latency_ms"]
+            t.add_row(str(r["batch"]), d["worker"], f"{d['device_ips']:.1f}",
+                      f"{lat['mean']:.1f}/{lat['p50']:.1f}/{lat['p90']:.1f}/{lat['p99']:.1f}",
+                      f"{e2e[d['worker']]:.1f}" if d["worker"] in e2e else "-", str(d["iterations"]))
+    return t

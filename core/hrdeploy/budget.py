@@ -241,7 +241,7 @@ def budgeted_convert(registry: Registry, onnx_path: Path, target_name: str, out_
 
         first = build([], "full int8")
         if not first.met:
-            outcome = debug(registry, first.folder, src.path, log=lambda m: None)
+            outcome = debug(registry, first.folder, src.path, limit=4, log=lambda m: None)
             assert outcome.report is not None
             names = [r.tensor for r in outcome.report.rows]
             parts_ = segments(names, min(parts, max(1, max_steps - 2)))

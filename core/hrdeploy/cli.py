@@ -320,12 +320,15 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
             from_plan: Optional[Path] = typer.Option(None, "--from-plan", help="Compile a folder written by --dry-run (on the machine with the toolchain)."),
             device: Optional[str] = typer.Option(None, "--device", help="Device for the parity run after --from-plan."),
             batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes to compile, e.g. 1,4,8."),
-            precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or int8."),
+            precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8 (what the target builds: hrdeploy list --json)."),
             calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images (int8)."),
             calib_count: int = typer.Option(100, "--calib-count", min=1, help="How many calibration images."),
             gears: Optional[Path] = typer.Option(None, "--gears", metavar="FILE", help="Input size gears to compile instead of the model's own: a JSON as 'hrdeploy gears -o' writes ({\"gears\": [[H, W], ...]}) or a list of [H, W]; static-shape targets build each, onnxruntime ignores it. 'auto' chooses them from --data (as 'hrdeploy gears' does)."),
             gears_data: Optional[str] = typer.Option(None, "--data", help="With --gears auto: KIND:PATH of the images whose sizes choose the gears (e.g. coco:/data/coco)."),
             gears_budget: int = typer.Option(5, "--gears-budget", min=1, help="With --gears auto: at most this many gears."),
+            accuracy_budget: Optional[str] = typer.Option(None, "--accuracy-budget", metavar="SPEC", help="int8 mixed precision: keep the layers adding the most error in float until this holds on held-out inputs: cosine=0.9999, top1=0.995 (agreement with fp32), keypoints-px=1.0, or metric-drop=0.5 (task metric on --data). Exit 1 when even all-float misses it (the closest build kept)."),
+            limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With --accuracy-budget metric-drop: evaluate the first N images of --data."),
+            budget_steps: int = typer.Option(14, "--budget-steps", min=1, help="With --accuracy-budget: at most this many builds (full int8, one per depth segment, then joins and trims)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Write the plan and print the commands; run nothing."),
             force: bool = typer.Option(False, "--force", help="Replace an existing artifact folder (only one hrdeploy wrote, or an empty one)."),
             step_timeout: Optional[float] = typer.Option(None, "--step-timeout", metavar="SECONDS", help="Stop a vendor tool step (atc, model_deploy, vamc...) that runs longer than this (default 4 h; 0: no limit)."),
@@ -351,6 +354,16 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
         return
     if onnx_file is None or output is None:
         raise UserError("convert needs an ONNX file and -o ARTIFACT_DIR (or --from-plan PLAN_DIR)")
+    if accuracy_budget is not None:
+        _budgeted_convert(reg, onnx_file, target, output, accuracy_budget, precision=precision.lower(),
+                          data=gears_data, limit=limit, steps=budget_steps, dry_run=dry_run,
+                          convert_kwargs=dict(batch=batch, calib_dir=calib, calib_count=calib_count, force=force,
+                                              target_options=_declared_options(declared, "target", sets, "--set"),
+                                              model_options=_declared_options(declared, "model", opts, "--opt"),
+                                              toolchain_verdict=toolchain_verdict, step_timeout=step_timeout,
+                                              gears=gears, gears_data=gears_data if str(gears) == "auto" else None,
+                                              gears_budget=gears_budget))
+        return
     art = do_convert(reg, onnx_file, target, output, precision=precision.lower(), batch=batch, calib_dir=calib,
                      calib_count=calib_count, dry_run=dry_run, force=force,
                      target_options=_declared_options(declared, "target", sets, "--set"),
@@ -358,6 +371,52 @@ def convert(onnx_file: Optional[Path] = typer.Argument(None, help="An .onnx file
                      toolchain_verdict=toolchain_verdict, step_timeout=step_timeout, gears=gears,
                      gears_data=gears_data, gears_budget=gears_budget)
     _print_convert(art, dry_run, target, output, strict)
+
+
+def _budgeted_convert(reg: Any, onnx_file: Path, target: str, output: Path, spec: str, *, precision: str,
+                      data: Optional[str], limit: Optional[int], steps: int, dry_run: bool,
+                      convert_kwargs: dict[str, Any]) -> None:
+    from .budget import budgeted_convert, parse_budget
+
+    budget = parse_budget(spec)
+    if precision != "int8":
+        raise UserError("--accuracy-budget chooses which layers of an int8 build stay in float", "add --precision int8")
+    if dry_run:
+        raise UserError("--accuracy-budget measures every step, so it cannot be a dry run",
+                        "run it where the target runs (the chosen layers are then in the manifest)")
+    if convert_kwargs.get("calib_dir") is None:
+        raise UserError("int8 needs calibration images", "pass --calib DIR")
+    art, rec = budgeted_convert(reg, onnx_file, target, output, budget, convert_kwargs=convert_kwargs, data=data,
+                                limit=limit, max_steps=steps, log=_log)
+    t = Table(title=f"{art.describe()}: accuracy budget {rec['budget']} on {rec['held_out']}", title_justify="left")
+    for c in ("build", "layers in float", "why", "min cosine", "task", "img/s (batch %d)" % rec["bench_batch"], "budget"):
+        t.add_column(c)
+    for i, st in enumerate(rec["steps"]):
+        task = st.get("task") or {}
+        metric = st.get("metric")
+        figure = (f"drop {metric['drop']:.3g}" if metric else
+                  f"{task['name']} {task['value']:.4g}" if task else "-")
+        t.add_row(str(i) + (" (kept)" if i == rec["chosen_step"] else ""), str(st["layers_in_float"]),
+                  st.get("why", ""), f"{st['min_cosine']:.6f}", figure,
+                  f"{st['images_per_second']:.1f}" if st.get("images_per_second") else "-",
+                  "met" if st["met"] else "missed")
+    out.print(t)
+    if rec.get("fp32_images_per_second"):
+        sp = rec.get("speedup_over_fp32") or {}
+        out.print(f"fp32 (source on onnxruntime): {rec['fp32_images_per_second']:.1f} img/s; full int8 "
+                  f"{sp.get('int8', 0):.2f}x, the kept build {sp.get('chosen', 0):.2f}x fp32"
+                  + (f" ({sp['kept_of_int8_speedup'] * 100:.0f}% of int8's speed-up kept)"
+                     if sp.get("kept_of_int8_speedup") is not None else ""), highlight=False)
+    if rec["kept_float"]:
+        kept = rec["kept_float"]
+        out.print(f"kept in float ({len(kept)}): " + ", ".join(kept[:6]) + (", ... (all in the manifest)" if len(kept) > 6 else ""),
+                  highlight=False)
+    out.print(f"wrote {output} ({art.model}/{art.variant} -> {target} int8, {len(rec['kept_float'])} layers in float; "
+              "the steps are in manifest.json 'accuracy_budget')", highlight=False)
+    if not rec["met"]:
+        err.print(f"error: the accuracy budget {rec['budget']} was not met in {len(rec['steps'])} steps "
+                  "(the closest build kept; see manifest.json 'accuracy_budget')")
+        raise typer.Exit(1)
 
 
 def _print_convert(art: Any, dry_run: bool, target: str, output: Path, strict: bool) -> None:
@@ -461,6 +520,10 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
              restart: bool = typer.Option(False, "--restart", help="Discard an interrupted run of this output and start again."),
              workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
              device: Optional[str] = typer.Option(None, "--device", help="Device id(s) or onnxruntime provider."),
+             devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated device ids, one runner (and process) each; onnxruntime: --replicas N."),
+             ray: Optional[str] = typer.Option(None, "--ray", help="Run on a Ray cluster: auto (the cluster of this machine or RAY_ADDRESS), ADDRESS (HOST:6379, ray://HOST:10001) or local (a Ray on this machine only). Needs: pip install 'hrdeploy\\[ray]'."),
+             ray_actors: Optional[int] = typer.Option(None, "--ray-actors", min=1, help="--ray: actors in the pool (default: as many as the cluster's resources hold)."),
+             ray_resources: Optional[str] = typer.Option(None, "--ray-resources", help="--ray: what one actor reserves, as JSON (e.g. '{\"NPU\": 1, \"CPU\": 2}'), instead of what the target declares."),
              skip_missing: bool = typer.Option(False, "--skip-missing", help="Evaluate the images that exist when the label or annotation file names absent ones (they are listed in the result)."),
              compare: Optional[Path] = typer.Option(None, "--compare", help="Also run every evaluated input through this model (e.g. the source .onnx) and compare the outputs; exit 1 on a breach."),
              opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
@@ -474,13 +537,27 @@ def eval_cmd(model_file: Path = typer.Argument(..., help="Exported .onnx or arti
     mopts = {**_declared_options(declared, "model", opts, "--opt"), **({"skip_missing": True} if skip_missing else {})}
     check_output_file(output, "-o")
     refuse_overlap(output, [model_file, compare, parse_data(data)[1], *option_paths(mopts)], "-o")
+    cluster = None
+    if ray is not None:  # refused before anything is opened: Ray missing, or a placement that contradicts it
+        from .cluster import import_ray, parse_resources, ray_executor
+
+        if devices is not None:
+            raise UserError("--ray and --devices contradict each other",
+                            "a cluster run places its actors by the target's Ray resources")
+        import_ray()
+        cluster = ray_executor(ray, actors=ray_actors, resources=parse_resources(ray_resources), log=_log)
+    elif ray_actors is not None or ray_resources is not None:
+        raise UserError("--ray-actors and --ray-resources only apply to a cluster run", "add --ray auto|ADDRESS|local")
     session = _open(model_file, device, sets, declared)
     with session.runner:
         reference = _open(compare, None, None) if compare is not None else None
         with reference.runner if reference is not None else nullcontext():
+            from .devices import device_pool, wants_pool
+
+            pool = cluster or (device_pool(devices, device) if wants_pool(session, devices) else None)
             outcome = evaluate(session, data, output, limit=limit, batch=batch, resume=resume, restart=restart,
                                options=mopts, workers=workers, progress=_progress("eval"), log=_log,
-                               compare=reference)
+                               compare=reference, executor=pool)
     res = outcome.document
     # a two-column table is narrower than its title: rich would wrap the title inside it
     out.print(f"{res['model']}/{res['variant']} on {res['target']} ({res['precision']}), "
@@ -516,6 +593,7 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
           plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
           workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/preprocess threads."),
           device: Optional[str] = typer.Option(None, "--device", help="Device id or onnxruntime provider."),
+          devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated device ids measured at once, one process each; onnxruntime: --replicas N."),
           sets: Optional[List[str]] = typer.Option(None, "--set", help="Target option KEY=VALUE."),
           declared: Optional[dict] = None) -> None:
     """Throughput over batch sizes: device-only and end-to-end, as a table, JSON and a PNG plot."""
@@ -536,7 +614,7 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
         batches = [session.variant.input.batch]
     with session.runner:
         outcome = do_bench(session, batches, seconds=seconds, warmup=warmup, e2e=e2e, images_dir=images_dir,
-                           workers=workers, log=_log)
+                           workers=workers, log=_log, devices=devices, device=device)
     view = err if _is_stdout(json_out) else out  # standard output carries the JSON alone
     rep, parity = outcome.document, outcome.parity
     if parity is not None:
@@ -554,6 +632,10 @@ def bench(model_file: Path = typer.Argument(..., help="Exported .onnx or artifac
                   str(r.get("iterations", "")))
     if rep["results"] or parity is None:  # a simulator has no throughput rows, only its parity
         view.print(t)
+    if any(r.get("per_device") for r in rep["results"]):
+        from .benchmark import per_device_table
+
+        view.print(per_device_table(rep))
     for s in rep["skipped"]:
         view.print(f"[dim]batch {s['batch']} skipped: {s['reason']}[/dim]")
     if rep.get("note"):
@@ -584,6 +666,152 @@ def verify(model_file: Path = typer.Argument(..., help="Artifact folder (or expo
         err.print("error: verify found a breach: " + "; ".join(report.failures()), markup=False, highlight=False)
         raise typer.Exit(1)
     out.print("[green]verify passed[/green]")
+
+
+@app.command()
+@_takes_declared("target")
+def matrix(source: Path = typer.Argument(..., help="An .onnx file written by 'hrdeploy export'."),
+           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Matrix folder: one sub-folder per cell (default: SOURCE's name + .matrix)."),
+           data: Optional[str] = typer.Option(None, "--data", help="KIND:PATH to score every cell on, e.g. imagenet:/data/ImageNet."),
+           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images (a simulator takes seconds per image)."),
+           targets: str = typer.Option("all", "--targets", help="all, or target names separated by commas."),
+           precisions: Optional[str] = typer.Option(None, "--precisions", help="Only these precisions, e.g. fp32,int8 (default: each target's own)."),
+           batch: str = typer.Option("1,8", "--batch", help="Batch sizes to compile and to time."),
+           calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration images for int8 (default: generated images)."),
+           calib_count: int = typer.Option(32, "--calib-count", min=1, help="How many calibration images (8 more are held out for parity)."),
+           seconds: float = typer.Option(3.0, "--seconds", min=0.01, help="Timing per batch size."),
+           max_drop: float = typer.Option(0.01, "--max-drop", min=0.0, max=0.99, help="A cell's metric may fall this fraction below the source's (0.01: 1 %)."),
+           restart: bool = typer.Option(False, "--restart", help="Redo every cell (a re-run otherwise skips the cells already done with the same settings)."),
+           json_out: Optional[Path] = typer.Option(None, "--json", help="Write every cell as JSON to this file ('-': standard output)."),
+           plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of throughput against accuracy."),
+           sets: Optional[List[str]] = typer.Option(None, "--set", help="Option of one target TARGET.KEY=VALUE, e.g. sophon.chip=bm1684x (a declared flag such as --chip goes to every target declaring it)."),
+           opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE (calibration and evaluation)."),
+           declared: Optional[dict] = None) -> None:
+    """Every installed target x each precision it supports: convert (or write the plan where the
+    toolchain is absent), parity, metric on --data, device-only throughput and size, in one table,
+    a JSON and a plot. Exit 1 when a cell breaches its parity or metric floor."""
+    from .io import check_output_file
+    from .matrix import COLUMNS, Settings, plan_cells, plot, run_matrix, split_target_options, table_rows
+    from .validate import batch_sizes
+
+    batches = batch_sizes(batch)
+    for path, option in ((json_out, "--json"), (plot_out, "--plot")):
+        check_output_file(path, option)
+    reg = _registry()
+    cells = plan_cells(reg, targets, precisions)
+    chosen = list({t.name: t for t, _ in cells}.values())
+    settings = Settings(batches=batches, data=data, limit=limit, calib=calib, calib_count=calib_count,
+                        seconds=seconds, max_drop=max_drop,
+                        target_options=split_target_options(reg, chosen, sets, (declared or {}).get("target")),
+                        model_options=_declared_options(declared, "model", opts, "--opt"))
+    folder = output if output is not None else source.with_name(source.stem + ".matrix")
+    result = run_matrix(source, folder, cells, settings, restart=restart, log=_log, progress=_progress("matrix"))
+    view = err if _is_stdout(json_out) else out  # standard output carries the JSON alone
+    doc = result.document
+    src_eval = doc.get("source_eval") or {}
+    title = f"{doc['source']['model']}/{doc['source']['variant']} ({Path(doc['source']['path']).name})"
+    if src_eval.get("metric"):
+        m = src_eval["metric"]
+        title += f"; source on {src_eval.get('runner')}: {m['name']} {m['value']:.2f} on {src_eval['images']} images"
+    t = Table(title=title, title_justify="left")
+    for c in COLUMNS:
+        t.add_column(c, overflow="fold")
+    for row in table_rows(result.cells):
+        t.add_row(*row, style="red" if row[2].startswith(("converted, parity", "metric below")) else None)
+    view.print(t)
+    if len(batches) > 1:
+        view.print(f"ms/img and img/s: device only, at batch {' / '.join(map(str, batches))}", style="dim")
+    view.print(f"cells in {folder}/ ({result.path.name})", highlight=False)
+    _write_json(json_out, doc)
+    if plot_out:
+        plot(result, plot_out)
+        view.print(f"wrote {plot_out}", highlight=False)
+    if result.breaches:
+        err.print("error: " + ", ".join(f"{c.target} {c.precision}" for c in result.breaches)
+                  + " breached a parity or metric floor (cells kept)", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@_takes_declared("model")
+def debug(model_file: Path = typer.Argument(..., help="Artifact folder made by 'hrdeploy convert'."),
+          source: Optional[Path] = typer.Option(None, "--source", help="The exported .onnx it was converted from (default: the path its manifest records)."),
+          data: Optional[str] = typer.Option(None, "--data", help="KIND:PATH: compare on these images through the model's own preprocessing (default: the artifact's reference inputs)."),
+          limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use the first N images (or reference inputs)."),
+          threshold: Optional[float] = typer.Option(None, "--threshold", min=-1.0, max=1.0, help="Cosine a layer must reach (default per precision: fp32 0.99999, fp16 0.999, int8 0.99)."),
+          top: int = typer.Option(12, "--top", min=1, help="Layers shown in the table (the first below the threshold and the worst by added error)."),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="Write every layer's figures as JSON ('-': standard output)."),
+          plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of cosine along the depth."),
+          keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the target's dump files in this folder."),
+          plan_out: Optional[Path] = typer.Option(None, "--plan", help="Folder for the device machine's dump plan (targets that run only there)."),
+          from_dump: Optional[Path] = typer.Option(None, "--from-dump", help="Read back a dump plan folder after its commands ran on the device machine."),
+          opts: Optional[List[str]] = typer.Option(None, "--opt", help="Model option KEY=VALUE."),
+          declared: Optional[dict] = None) -> None:
+    """Where does a converted model lose accuracy? Every layer compared with the source ONNX:
+    cosine, max relative error and SQNR in topological order, the first layer below the
+    threshold, and the layers ranked by the error they add. Exit 1 when a layer is below it."""
+    from .debugging import debug as do_debug
+    from .io import check_output_file
+    from .layerwise import plot, worst_rows
+    from .outputs import refuse_overlap
+
+    for path, option in ((json_out, "--json"), (plot_out, "--plot")):
+        check_output_file(path, option)
+        if path is not None and not _is_stdout(path):
+            refuse_overlap(path, [model_file, source], option)
+    outcome = do_debug(_registry(), model_file, source, data=data, limit=limit, threshold=threshold, keep=keep,
+                       from_dump=from_dump, plan_out=plan_out,
+                       options=_declared_options(declared, "model", opts, "--opt"), log=_log)
+    view = err if _is_stdout(json_out) else out
+    rep = outcome.report
+    if rep is None:
+        view.print(f"layer dump plan written to {outcome.plan_folder}; on the device machine run:")
+        for c in outcome.commands:
+            view.print(f"  {c['cmd']}" + (f"    [dim]# {c['note']}[/dim]" if c.get("note") else ""), highlight=False)
+        view.print(f"then: hrdeploy debug {model_file} --from-dump {outcome.plan_folder}", highlight=False)
+        _write_json(json_out, outcome.to_json())
+        return
+    art = outcome.artifact
+    t = Table(title=f"{art.describe()}: {len(rep.rows)} layers vs {rep.reference} ({rep.inputs} inputs); "
+                    f"worst {min(top, len(rep.rows))} shown", title_justify="left")
+    for c in ("#", "layer (source tensor)", "op", "cosine", "max rel", "SQNR dB", "noise added dB", ""):
+        t.add_column(c)
+    first, origin = rep.first_below, rep.origin
+    ranked = {r.index: i + 1 for i, r in enumerate(rep.ranked)}
+
+    def fmt(v: Optional[float], spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    for r in worst_rows(rep, top):
+        marks = ["first diverging" if origin is not None and r.index == origin.index else "",
+                 "first below threshold" if first is not None and r.index == first.index else "",
+                 f"rank {ranked[r.index]} by added noise" if ranked[r.index] <= 3 else ""]
+        t.add_row(str(r.index), r.tensor, r.converted.rsplit(" ", 1)[-1].strip("()") if r.converted else r.op_type, fmt(r.cosine, ".6f"), fmt(r.max_rel, ".2e"),
+                  fmt(r.sqnr_db, ".1f"), fmt(r.added_noise_db, ".1f"), ", ".join(x for x in marks if x))
+    view.print(t)
+    for note in rep.notes:
+        view.print(f"[dim]{note}[/dim]", highlight=False)
+    worst = rep.ranked[0]
+    if first is None:
+        view.print(f"[green]every layer at cosine >= {rep.threshold:g}[/green] (lowest {rep.min_cosine:.6f}); "
+                   f"most noise added by {worst.tensor} ({worst.added_noise_db:.1f} dB)", highlight=False)
+    else:
+        view.print(f"first layer below cosine {rep.threshold:g}: {first.tensor} ({first.op_type}, cosine "
+                   f"{first.cosine:.6f})", highlight=False)
+    if origin is not None:
+        view.print(f"first diverging layer (the loss starts there): {origin.tensor}, computed by "
+                   f"{origin.converted or origin.node + ' (' + origin.op_type + ')'}: it adds noise at "
+                   f"{origin.added_noise_db:.1f} dB of its signal by itself (the threshold allows "
+                   f"{rep.to_dict()['noise_budget_db']:.1f} dB)", highlight=False)
+    elif first is not None:
+        view.print(f"no single layer breaks the threshold by itself: the loss accumulates; most noise added by "
+                   f"{worst.tensor} ({worst.added_noise_db:.1f} dB)", highlight=False)
+    _write_json(json_out, outcome.to_json())
+    if plot_out:
+        plot(rep, plot_out, f"{art.describe()} vs source, layer by layer")
+        view.print(f"wrote {plot_out}")
+    if first is not None:
+        raise typer.Exit(1)
 
 
 @app.command()

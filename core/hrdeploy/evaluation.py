@@ -14,11 +14,11 @@ from . import __version__
 from .crosscheck import OutputRecorder, check_reference, compare_recorded
 from .errors import UserError
 from .io import atomic_write_json, dumps
-from .model import Item, SampleRef
+from .model import SampleRef
 from .results import EvalResult
 from .resume import RunIdentity, artifact_identity, dataset_identity, open_partial, partial_path, run_options
 from .session import Session, check_model_options
-from .stream import Observer, Stream
+from .executor import EvalPlan, ExecutorFactory, Finished, LocalExecutor
 
 if TYPE_CHECKING:
 
@@ -53,12 +53,16 @@ def report_skipped(info: dict[str, Any], log: Callable[[str], None]) -> None:
 def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None, batch: int = 1,
              resume: bool = False, restart: bool = False, options: dict[str, Any] | None = None,
              workers: int | None = None, progress: Callable[[int, int], Iterator[None] | Any] | None = None,
-             log: Callable[[str], None] = print, compare: Session | None = None) -> EvalResult:
+             log: Callable[[str], None] = print, compare: Session | None = None,
+             executor: ExecutorFactory | None = None) -> EvalResult:
     """Evaluate ``session`` on ``data`` and write the result JSON to ``out``. With ``compare``
     (a reference model, e.g. the source ONNX on onnxruntime), every network input of this run
     also goes through the reference and the outputs are compared (``result["compare"]``).
     ``resume`` continues the interrupted run of ``out`` if it is this very run; ``restart``
-    discards it (without either, an interrupted run's file is refused, never replaced)."""
+    discards it (without either, an interrupted run's file is refused, never replaced).
+    ``executor`` chooses where the samples run (:mod:`hrdeploy.executor`; default: the
+    session's runner in this process); the result is the same wherever they run, but for
+    ``timing`` and the runner fields."""
     check_limit(limit)
     kind, path = parse_data(data)
     opts = check_model_options(session.spec, options)
@@ -76,38 +80,55 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
                            run_options(session, opts, pipeline.params, batch, limit))
     partial = partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # made before the partial file is touched: an executor that cannot run refuses first
+    source = (executor or LocalExecutor)(EvalPlan(session, pipeline, opts, batch, workers, observe=recorder))
     done, pf = open_partial(partial, identity, refs, metric, resume=resume, restart=restart, log=log)
     if resume:
         log(f"resuming: {len(done)} of {len(refs)} images already done ({partial.name})")
     todo = [r for r in refs if r.id not in done]
-    gears = GearCount(recorder)
+    gears = GearCount()
     if done:
         gears.add_stored(partial, done)
-    stream = Stream(pipeline, session.runner, batch=batch, workers=workers, observe=gears)
+    per_worker: Counter[str] = Counter()
     t0 = time.perf_counter()
     with pf:
         tick = progress(len(refs), len(done)) if progress else None
         fresh = 0
-        for ref, pred, new in _in_dataset_order(refs, done, stream.run(todo)):
-            metric.update(ref, pred)
-            if not new:
-                continue
-            pf.write(dumps({"id": ref.id, "prediction": pred, "input_sizes": gears.last.pop(ref.id, [])},
-                           indent=None) + "\n")
+
+        def arrived(f: Finished) -> None:  # written as it comes: an interruption loses nothing finished
+            nonlocal fresh
+            gears.add(f.input_sizes)
+            per_worker[f.worker] += 1
+            pf.write(dumps({"id": f.ref.id, "prediction": f.prediction, "input_sizes": f.input_sizes,
+                            "worker": f.worker}, indent=None) + "\n")
             fresh += 1
             if fresh % 16 == 0:
                 pf.flush()
             if tick is not None:
                 tick(1)
+
+        fresh_iter = source.predictions(todo)
+        try:
+            for ref, pred in in_dataset_order(refs, done, fresh_iter, arrived):
+                metric.update(ref, pred)
+        finally:  # an interrupted or refused run stops its workers now, not when collected
+            close = getattr(fresh_iter, "close", None)
+            if close is not None:
+                close()
     wall = time.perf_counter() - t0
     summary = metric.summary()
+    ran = source.describe()
     result = {
-        **session.describe(), "data": {"spec": data, **dataset.info(), "evaluated": len(refs), "limit": limit,
-                                       "per_gear": gears.per_gear()},
-        "metric": summary, "preprocess": pipeline.params, "options": opts, "batch": stream.batch,
+        **session.describe(), **{k: v for k, v in ran.items() if k != "timing"},
+        "data": {"spec": data, **dataset.info(), "evaluated": len(refs), "limit": limit,
+                 "per_gear": gears.per_gear()},
+        "metric": summary, "preprocess": pipeline.params, "options": opts, "batch": source.batch,
         "timing": {"seconds": round(wall, 3), "images": len(todo),
                    "images_per_second": round(len(todo) / wall, 3) if wall > 0 and todo else None,
-                   "per_image_ms": stream.timings.per_image_ms(len(todo)), "resumed": len(done)},
+                   "per_image_ms": source.timings.per_image_ms(len(todo)), "resumed": len(done),
+                   # this run's images (not the resumed ones) per worker and per host
+                   "per_worker": dict(sorted(per_worker.items())), "per_host": _per_host(per_worker),
+                   **(ran.get("timing") or {})},
         "created": _now(), "hrdeploy_version": __version__,
     }
     reports = []
@@ -133,25 +154,25 @@ def evaluate(session: Session, data: str, out: Path, *, limit: int | None = None
     return outcome
 
 
+def _per_host(per_worker: Counter[str]) -> dict[str, int]:
+    hosts: Counter[str] = Counter()
+    for worker, n in per_worker.items():
+        hosts[worker.split("/", 1)[0]] += n
+    return dict(sorted(hosts.items()))
+
+
 class GearCount:
-    """Images per network input size ("HxW"), counted as the stream finishes each image: an
-    image whose items (flip copies, test scales, person crops) have several sizes counts once
-    under each. It shows how a dataset falls on an artifact's size gears (a fixed-size model
-    has one entry). Passes every finished image on to ``then`` (``eval --compare``'s recorder)."""
+    """Images per network input size ("HxW"), counted as each image is finished: an image whose
+    items (flip copies, test scales, person crops) have several sizes counts once under each.
+    It shows how a dataset falls on an artifact's size gears (a fixed-size model has one
+    entry). A resumed run counts its stored images from the partial file, so its result is
+    the uninterrupted run's."""
 
-    def __init__(self, then: Observer | None = None) -> None:
-        self.then = then
+    def __init__(self) -> None:
         self.counts: Counter[tuple[int, int]] = Counter()
-        #: each finished sample's sizes until its record is written: a resumed run counts its
-        #: stored images from the partial file, so its result is the uninterrupted run's
-        self.last: dict[str, list[list[int]]] = {}
 
-    def __call__(self, ref: SampleRef, items: list[Item], outputs: list[dict[str, Any]]) -> None:
-        sizes = sorted({(int(it.tensor.shape[-2]), int(it.tensor.shape[-1])) for it in items})
-        self.counts.update(sizes)
-        self.last[ref.id] = [list(s) for s in sizes]
-        if self.then is not None:
-            self.then(ref, items, outputs)
+    def add(self, sizes: list[list[int]]) -> None:
+        self.counts.update((int(h), int(w)) for h, w in sizes)
 
     def add_stored(self, partial: Path, done: dict[str, Any]) -> None:
         """Count the images a resumed run takes from ``partial`` (validated by
@@ -173,20 +194,36 @@ class GearCount:
         return [("images per input size", ", ".join(f"{k}: {n}" for k, n in self.per_gear().items()))]
 
 
-def _in_dataset_order(refs: list[SampleRef], done: dict[str, dict[str, Any]],
-                      fresh: Iterator[tuple[SampleRef, dict[str, Any]]]) -> Iterator[tuple[SampleRef, dict[str, Any], bool]]:
-    """Stored and new predictions in the dataset's order, flagged new: the metric (and the COCO
-    results file it writes) then sees a resumed run exactly as an uninterrupted one."""
-    for ref in refs:
-        if ref.id in done:
-            yield ref, done[ref.id], False
-            continue
-        got, pred = next(fresh)
-        if got.id != ref.id:
-            raise RuntimeError(f"the stream returned {got.id!r} where {ref.id!r} was due")
-        yield ref, pred, True
-    for got, _ in fresh:  # runs the stream to its end (its workers stop, its timings close)
-        raise RuntimeError(f"the stream returned {got.id!r}, which was not asked for")
+def in_dataset_order(refs: list[SampleRef], done: dict[str, dict[str, Any]], fresh: Iterator[Finished],
+                     arrived: Callable[[Finished], None]) -> Iterator[tuple[SampleRef, dict[str, Any]]]:
+    """Stored and new predictions in the dataset's order, whatever order ``fresh`` finishes
+    them in (``arrived`` sees each new one as it comes): the metric (and the COCO results file
+    it writes) then sees a resumed or multi-device run exactly as an uninterrupted one. A sample
+    not asked for, finished twice, or never finished is refused with one line."""
+    wanted = {r.id for r in refs if r.id not in done}
+    buffered: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    pos = 0
+    for f in fresh:
+        key = f.ref.id
+        if key not in wanted:
+            raise UserError(f"the executor returned sample {key!r} (from {f.worker}), which was not asked for")
+        if key in seen:
+            raise UserError(f"the executor returned sample {key!r} twice (the second from {f.worker})")
+        seen.add(key)
+        arrived(f)
+        buffered[key] = f.prediction
+        while pos < len(refs) and (refs[pos].id in done or refs[pos].id in buffered):
+            ref = refs[pos]
+            yield ref, done[ref.id] if ref.id in done else buffered.pop(ref.id)
+            pos += 1
+    while pos < len(refs) and refs[pos].id in done:
+        yield refs[pos], done[refs[pos].id]
+        pos += 1
+    if pos < len(refs):
+        missing = [r.id for r in refs[pos:] if r.id not in done and r.id not in seen]
+        raise UserError(f"the executor finished without {len(missing)} of the samples asked for "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
 
 
 def _now() -> str:

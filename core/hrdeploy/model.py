@@ -106,6 +106,8 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-4, min_cosine=0.9999),
     "fp16": Tolerance(max_rel=1e-2, min_cosine=0.999),
+    # bfloat16 keeps 8 mantissa bits: HRNet-W18-C on OpenVINO bf16 gives max rel 3.7e-3, cosine 0.99999
+    "bf16": Tolerance(max_rel=1e-2, min_cosine=0.999),
     "int8": Tolerance(max_rel=None, min_cosine=0.99),
 }
 

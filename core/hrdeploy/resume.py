@@ -12,8 +12,8 @@ everything that decides a prediction or the score (:class:`RunIdentity`):
   id) in order, with the size of its image, and the sha256 of the label, annotation and box
   files (:meth:`hrdeploy.model.Dataset.defining_files`);
 * every option that changes a prediction: model, variant, target, precision, the model
-  options, the preprocessing actually used, the target options (but ``threads`` and
-  ``device``, which pick where and how fast, not what), the compiled input sizes and
+  options, the preprocessing actually used, the target options (but ``threads``, ``device``
+  and ``replicas``, which pick where and how fast, not what), the compiled input sizes and
   ``--limit``.
 
 The batch size is part of the run only when the runner has compiled batch sizes (static
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 FORMAT = "hrdeploy-eval-partial/2"
 #: target options that choose a device or a speed, never a prediction
-_PLACEMENT_OPTIONS = frozenset({"threads", "device"})
+_PLACEMENT_OPTIONS = frozenset({"threads", "device", "replicas"})
 _DAMAGED = "the file was edited or damaged: pass --restart to discard it and start again"
 _RESTART = "resume with what the interrupted run used, or pass --restart to discard it and start again"
 
@@ -241,8 +241,9 @@ def _parse_record(n: int, raw: bytes, path: Path, known: set[str], first: dict[s
         rec = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{where}: not a JSON record ({getattr(e, 'msg', e)})", _DAMAGED) from None
-    # "input_sizes" (optional): the network input sizes of the sample, for eval's images per gear
-    if not isinstance(rec, dict) or set(rec) - {"input_sizes"} != {"id", "prediction"}:
+    # "input_sizes" (optional): the network input sizes of the sample, for eval's images per gear;
+    # "worker" (optional): where it ran (hrdeploy.executor.Finished), never part of the result
+    if not isinstance(rec, dict) or set(rec) - {"input_sizes", "worker"} != {"id", "prediction"}:
         keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
         raise UserError(f"{where}: expected a record {{\"id\", \"prediction\"}}, found {short_json(keys)}", _DAMAGED)
     key = rec["id"]

@@ -126,7 +126,28 @@ def normalise(u8: np.ndarray, scale: float, mean: Sequence[float], std: Sequence
 
 
 def preprocess_image(bgr: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """A decoded BGR image -> the network's float32 CHW input."""
+    """A decoded BGR image -> the network's float32 CHW input. With the ``fast`` extra
+    (numba), ``pil-bilinear`` runs :mod:`hrdeploy.tasks.pil_resample`: the same bytes as
+    :func:`reference_preprocess_image`, computed for the crop only (about 5x less CPU)."""
+    if params.get("interpolation", "pil-bilinear") == "pil-bilinear" and bgr.dtype == np.uint8 \
+            and bgr.ndim == 3 and bgr.shape[2] == 3:
+        from . import pil_resample
+
+        if pil_resample.available():
+            short, crop = int(params["resize_short"]), int(params["crop"])
+            h, w = bgr.shape[:2]
+            new_short_long = (short, int(short * max(h, w) / min(h, w)))
+            if min(new_short_long) >= crop:  # else the reference refuses it with its message
+                out = pil_resample.resize_crop_normalise(
+                    bgr, short, crop, float(params.get("scale", 1 / 255)), params["mean"], params["std"],
+                    reverse_channels=params.get("color", "rgb") == "rgb")
+                if out is not None:
+                    return out
+    return reference_preprocess_image(bgr, params)
+
+
+def reference_preprocess_image(bgr: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """The reference preprocessing: Pillow resizes the whole image, numpy crops and normalises."""
     crop = resize_short_crop(bgr, int(params["resize_short"]), int(params["crop"]),
                              params.get("interpolation", "pil-bilinear"))
     return normalise(crop, float(params.get("scale", 1 / 255)), params["mean"], params["std"],

@@ -28,8 +28,9 @@ from hrdeploy.kit.plan import (SOURCE_ONNX, execute_plan, flag, from_plan_hint, 
                               place_source, plan_files, plan_header, planned_note, stored_plan, write_plan,
                               write_plan_script)
 from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
-from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+from hrdeploy.target import ConvertRequest, ConvertResult, LayerDump, Probe, Runner, Target, TargetOption
 
+from . import layers as layers_mod
 from . import probe as probe_mod
 from .commands import ATC, LOG_LEVELS, SET_ENV, AtcPlan, aipp_config, aipp_normalisation, ais_bench_argv, plan_atc
 from .parsers import AisBenchReport, bench_row, load_ais_summary_json, parse_ais_bench_output, parse_atc_output
@@ -79,6 +80,7 @@ class AscendTarget(Target):
                                        "fp32 -> force_fp32)", "auto"),
     }
     setup_hint = SET_ENV
+    ray_actor_resources = {"NPU": 1.0}  # eval --ray: Ray Core's own name for Ascend chips
 
     # -- probe -------------------------------------------------------------------------------------
     def probe(self) -> Probe:
@@ -261,6 +263,17 @@ class AscendTarget(Target):
                             output_names=list(artifact.manifest.get("outputs") or []),
                             batch_sizes=artifact.batch_sizes, sizes=sizes, aipp=norm, soc=conv.get("soc") or "",
                             session_factory=factory)
+
+    # -- layer-wise debugging (hrdeploy debug) ------------------------------------------------------
+    def layer_dump_plan(self, artifact: Artifact, inputs: Any, source: Path, folder: Path) -> list[dict[str, Any]]:
+        """``msit debug compare`` of the .om against the source ONNX, per batch, written into
+        ``folder`` for the device machine (:mod:`.layers`)."""
+        conv = self._conversion(artifact)
+        return layers_mod.write_plan(artifact, conv, self._om_files(artifact, conv), inputs, source, folder)
+
+    def read_layer_dump(self, artifact: Artifact, folder: Path, source: Path) -> LayerDump:
+        """msit's per-layer tables in ``folder`` as figures keyed by the source's tensor names."""
+        return layers_mod.read_dump(folder, source)
 
     # -- bench -------------------------------------------------------------------------------------
     def bench_native(self, artifact: Artifact, batch_sizes: Sequence[int], seconds: float,

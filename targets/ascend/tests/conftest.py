@@ -13,8 +13,8 @@ from hrdeploy.testing.standins import activate_standins, forget_modules, hide_to
 from hrdeploy.testing.standins import tiny_onnx as build_tiny_onnx
 
 FAKES = Path(__file__).resolve().parent / "fakes"
-TOOLS = {"atc": "fake_atc", "npu-smi": "fake_npu_smi"}
-STAND_INS = ("ais_bench", "ascend_fakeom", "fake_atc", "fake_npu_smi")
+TOOLS = {"atc": "fake_atc", "npu-smi": "fake_npu_smi", "msit": "fake_msit"}
+STAND_INS = ("ais_bench", "ascend_fakeom", "fake_atc", "fake_msit", "fake_npu_smi")
 
 
 @pytest.fixture(scope="session")

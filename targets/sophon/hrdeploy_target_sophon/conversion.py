@@ -22,6 +22,9 @@ from hrdeploy.target import ConvertRequest, ConvertResult
 from hrdeploy.kit.toolrun import run_tool
 
 from . import commands as C
+from . import layers
+from . import quantize_table as QT
+from .layers import source_graph
 from .parsers import describe_failure, parse_calibration_table, parse_model_info, parse_npz_compares, strip_ansi
 from .toolchain import INSTALL_HINT, Toolchain
 
@@ -109,12 +112,21 @@ def prepare(request: ConvertRequest, chip: str, opts: dict[str, Any], target: st
     calib_count = 0
     if quantize == "INT8":
         calib_count = write_calibration(request, C.calibration_stage(stages), input_name)
-    qtable = bool(opts.get("quantize_table"))
-    if qtable:
-        src = Path(str(opts["quantize_table"])).expanduser()
-        if not src.is_file():
-            raise UserError(f"quantize table not found: {src}")
-        shutil.copyfile(src, out / C.QTABLE)
+    user_table = None
+    if opts.get("quantize_table"):
+        user_table = Path(str(opts["quantize_table"])).expanduser()
+        if not user_table.is_file():
+            raise UserError(f"quantize table not found: {user_table}")
+    kept: list[dict[str, str]] = []
+    if request.keep_float and quantize != "INT8":
+        request.log(f"note: keep-float ignored: a {request.precision} bmodel has no int8 layers")
+    elif request.keep_float:
+        kept = QT.table_layers(source_graph(request.onnx_path), request.keep_float)
+    qtable = user_table is not None or bool(kept)
+    if qtable:  # written even for a dry run: the plan's model_deploy reads it from the folder
+        QT.write_table(out / C.QTABLE, kept, user_table)
+    else:
+        (out / C.QTABLE).unlink(missing_ok=True)  # a table left by an earlier conversion here
     steps = C.build_plan(name=name, onnx=C.SOURCE, stages=stages, chip=chip, precision=request.precision,
                          calib_count=calib_count, calib_method=str(opts.get("calib_method") or "kl"),
                          qtable=qtable, tolerance=str(opts["tolerance"]) if opts.get("tolerance") else None)
@@ -125,6 +137,9 @@ def prepare(request: ConvertRequest, chip: str, opts: dict[str, Any], target: st
         "stages": [{"index": i, "batch": st.batch, "size": [st.height, st.width]} for i, st in enumerate(stages)],
         "steps": [step.to_dict() for step in steps],
     }
+    if qtable:
+        doc["quantize_table"] = {"file": C.QTABLE, "mode": QT.MODE, "from_option": user_table is not None,
+                                 "keep_float": kept}
     write_plan(out, doc)
     C.write_plan_script(out, steps)
     return doc
@@ -140,7 +155,7 @@ def execute(doc: dict[str, Any], out: Path, request: ConvertRequest, tc: Toolcha
     steps = [C.Step.from_dict(d) for d in doc["steps"]]
     checks: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
-    floors = C.similarity_floors(doc["quantize"], bool(doc["options"].get("quantize_table")),
+    floors = C.similarity_floors(doc["quantize"], bool(doc["options"].get("quantize_table") or doc.get("quantize_table")),
                                  str(doc["options"]["tolerance"]) if doc["options"].get("tolerance") else None)
     for step in steps:
         proc = run_step(request, step, tc)
@@ -163,6 +178,8 @@ def execute(doc: dict[str, Any], out: Path, request: ConvertRequest, tc: Toolcha
                          "(TPU-MLIR mean 0, scale 1)",
         "test_inputs": doc["test_inputs"],
     }
+    if doc.get("quantize_table"):
+        extra["quantize_table"] = dict(doc["quantize_table"])
     if doc.get("calibration_tensors"):
         extra["calibration"] = {"tensors": doc["calibration_tensors"],
                                 "method": doc["options"].get("calib_method") or "kl"}
@@ -172,6 +189,16 @@ def execute(doc: dict[str, Any], out: Path, request: ConvertRequest, tc: Toolcha
         if quantize == "INT8" and (out / C.CALIB_TABLE).is_file():
             table = parse_calibration_table((out / C.CALIB_TABLE).read_text())
             extra["calibration"].update({"ops": len(table["ops"]), "samples": table["samples"]})
+        context = layers.keep_context(out, doc)
+        if context is not None:  # what `hrdeploy debug` replays (layers.dump_layers); text files of one stage
+            files.update(context[0])
+            extra["layer_debug"] = context[1]
+        if doc.get("quantize_table"):
+            # model_deploy skips unknown table names silently: read back what each layer became
+            tpu_mlir = out / context[0]["debug_tpu_mlir"] if context else None
+            if tpu_mlir is not None and doc["quantize_table"]["keep_float"]:
+                extra["quantize_table"]["keep_float"] = QT.verify(doc["quantize_table"]["keep_float"], tpu_mlir,
+                                                                   request.log)
         keep = flag(doc["options"].get("keep_work") or "false", "keep_work")
         extra["work_kept"] = keep
         if not keep:  # intermediate MLIR/weights and the calibration tensors: hundreds of MB for HRNet

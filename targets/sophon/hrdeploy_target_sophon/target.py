@@ -6,12 +6,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from hrdeploy.artifact import Artifact
 from hrdeploy.errors import ToolchainMissing, UserError
 from hrdeploy.kit.plan import execute_plan, from_plan_hint, load_plan, option_values
-from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
+from hrdeploy.target import ConvertRequest, ConvertResult, LayerDump, Probe, Runner, Target, TargetOption
 from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 
 from . import commands as C
@@ -62,6 +64,9 @@ class SophonTarget(Target):
         "keep_work": TargetOption("keep TPU-MLIR's intermediate files in work/ (true/false)", "false", ("true", "false")),
     }
     setup_hint = INSTALL_HINT
+    #: ``request.keep_float`` becomes a TPU-MLIR quantize table (:mod:`.quantize_table`)
+    mixed_precision = True
+    ray_actor_resources = {"sophon": 1.0}  # eval --ray: custom, ray start --resources='{"sophon": N}'
 
     # -- probe -----------------------------------------------------------------------------------
     def probe(self) -> Probe:
@@ -167,6 +172,16 @@ class SophonTarget(Target):
             return WorkerRunner(bmodel, tc.python, tc.env(), backend="sail", device=dev_id, **common)
         raise ToolchainMissing(f"sophon.sail is not importable ({sail_status()['reason']})",
                                "install the sophon wheel of your SDK (PCIe or SoC build for this Python)")
+
+    # -- debug -------------------------------------------------------------------------------------
+    def layer_outputs(self, artifact: Artifact, inputs: np.ndarray, source: Path, workdir: Path,
+                      log: Callable[[str], None] = print) -> LayerDump:
+        """Every layer of the bmodel on ``inputs``, replayed on TPU-MLIR's cmodel by its bmodel
+        debugger and keyed by ``source``'s tensor names (:mod:`.layers`). Needs TPU-MLIR here,
+        device or not: sophon.sail runs a bmodel but cannot expose its intermediate tensors."""
+        from .layers import dump_layers
+
+        return dump_layers(artifact, inputs, source, workdir, find_toolchain(), log)
 
     # -- bench -------------------------------------------------------------------------------------
     def bench_native(self, artifact: Artifact, batch_sizes: Sequence[int], seconds: float,

@@ -90,8 +90,10 @@ def test_int8_bm1684x_with_calibration(convert_once: Any, tiny_onnx: Path, make_
     req, res, out = convert_once("int8_bm1684x", precision="int8", options={"chip": "bm1684x"}, calib=16)
     assert [c["argv"][0] for c in req.commands] == ["model_transform", "run_calibration", "model_deploy", "cp", "cp"]
     # only deployable files and records stay: model_deploy's side files lived in work/
-    assert sorted(p.name for p in out.iterdir()) == ["calibration_table.txt", "inputs", "logs", "model.bmodel",
+    # (debug/: the final and tpu MLIR and tensor locations `hrdeploy debug` replays, text only)
+    assert sorted(p.name for p in out.iterdir()) == ["calibration_table.txt", "debug", "inputs", "logs", "model.bmodel",
                                                      "plan.json", "plan.sh", "source.onnx"]
+    assert sorted(p.name for p in (out / "debug").iterdir()) == ["final.mlir", "tensor_location.json", "tpu.mlir"]
     table = parse_calibration_table((out / C.CALIB_TABLE).read_text())
     assert table["samples"] == 16 and "image" in table["ops"] and "logits_Gemm" in table["ops"]
     assert res.extra["calibration"]["tensors"] == 16 and res.files["calibration_table"] == C.CALIB_TABLE

@@ -29,6 +29,7 @@ from hrdeploy.kit.plan import (PLAN_FILE, SOURCE_ONNX, execute_plan, flag, from_
 from hrdeploy.kit.toolrun import COMPILE_TIMEOUT, MEASURE_TIMEOUT, run_tool
 from hrdeploy.target import ConvertRequest, ConvertResult, Probe, Runner, Target, TargetOption
 
+from . import layers as layers_mod
 from . import probe as probe_mod
 from .configs import (
     GENERATIONS,
@@ -115,6 +116,10 @@ class VastaiTarget(Target):
         "iterations": TargetOption("vamp --iterations per batch size", "1024"),
     }
     setup_hint = SETUP_HINT
+    ray_actor_resources = {"vastai": 1.0}  # eval --ray: custom, ray start --resources='{"vastai": N}'
+    # hrdeploy debug: refused in one line; .layers says what was looked for and what it would take
+    layer_debug_refusal = layers_mod.REASON
+    layer_debug_hint = layers_mod.HINT
 
     # -- probe -------------------------------------------------------------------------------------
     def probe(self) -> Probe:

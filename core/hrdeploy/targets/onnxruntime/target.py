@@ -45,6 +45,9 @@ class OnnxRuntimeTarget(Target):
     def convert(self, request: ConvertRequest) -> ConvertResult:
         import onnxruntime as ort
 
+        if request.options.get("replicas") is not None:  # else the manifest would make every eval split
+            raise UserError("--replicas splits an eval or bench over the cores; a conversion has none to split",
+                            "pass it to 'hrdeploy eval' or 'hrdeploy bench'")
         out = request.out_dir / "model.onnx"
         steps = {"fp32": self._fp32, "fp16": self._fp16, "int8": self._int8}
         if request.precision not in steps:
