@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def test_generated_model_and_target_plugins_install_and_pass_their_tests(run_cli
     for command in ("convert", "predict", "eval", "bench", "verify"):
         helptext = subprocess.run([str(python), "-m", "hrdeploy", command, "--help"], capture_output=True, text=True,
                                   env={**env, "COLUMNS": "300"}).stdout
-        assert "--hint" in helptext and "mychip target options" in helptext, (command, helptext[-3000:])
+        # grouped under the target's name (with openvino's when both declare a --hint)
+        assert "--hint" in helptext and re.search(r"mychip[\w /]* target options", helptext), (command, helptext[-3000:])
     from classification_data import colour_classifier_onnx
 
     model = colour_classifier_onnx(tmp_path / "colour.onnx")
