@@ -353,6 +353,11 @@ def plot(report: LayerReport, path: Path, title: str = "") -> None:
         ax.axvline(first.index, color="orange", lw=1)
         ax.annotate(f"first below: {first.tensor[-40:]}", (first.index, report.threshold),
                     textcoords="offset points", xytext=(5, -15), fontsize=8, color="darkorange")
+    origin = report.origin
+    if origin is not None:
+        ax.axvline(origin.index, color="red", lw=1)
+        ax.annotate(f"first diverging: {origin.tensor[-40:]}", (origin.index, 0.0),
+                    textcoords="offset points", xytext=(5, 0), fontsize=8, color="red")
     ax.set_ylabel("cosine (worst input)")
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
