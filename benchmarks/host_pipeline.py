@@ -117,28 +117,16 @@ def _imagenet(root: Path, photos: list[Path]) -> Path:
 def _host_bound_onnx(path: Path) -> Path:
     """A global mean and a 3x1000 matrix (a few microseconds per image): eval then
     measures the host pipeline and hrdeploy's own overhead, with hrnet_cls/w18's metadata."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from hrdeploy.artifact import write_onnx_metadata
-    from hrdeploy.tasks.classification import classification_variant
+    from hrdeploy.testing.graphs import save_classifier
 
     w = np.random.default_rng(0).standard_normal((3, 1000)).astype(np.float32)
     nodes = [helper.make_node("GlobalAveragePool", ["image"], ["g"]),
              helper.make_node("Flatten", ["g"], ["f"]),
              helper.make_node("MatMul", ["f", "w"], ["logits"])]
-    graph = helper.make_graph(nodes, "hostbound",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])],
-                              [numpy_helper.from_array(w, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    v = classification_variant("w18")
-    write_onnx_metadata(model, {"model": "hrnet_cls", "variant": "w18", "task": "classification",
-                                "input": v.input.to_dict(), "outputs": ["logits"], "preprocess": v.preprocess,
-                                "weights": "benchmark: host-bound mean + matmul"})
-    onnx.save(model, str(path))
-    return path
+    return save_classifier(path, nodes, [numpy_helper.from_array(w, "w")], "benchmark: host-bound mean + matmul",
+                           opset=18, name="hostbound")
 
 
 def _hrnet_onnx(path: Path) -> Path | None:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hrdeploy.artifact import write_onnx_metadata
-from hrdeploy.tasks.classification import classification_variant
+from hrdeploy.testing.graphs import save_classifier
 
 # a colour -> class rule the hand-built model implements exactly
 COLOURS = {"red": ((20, 20, 235), 100), "green": ((20, 235, 20), 200), "blue": ((235, 20, 20), 300)}
@@ -55,8 +54,7 @@ def imagenet_synset_layout(root: Path, per_colour: int = 2) -> list[tuple[Path, 
 def colour_classifier_onnx(path: Path) -> Path:
     """logits = channel means of the normalised crop @ W, with W making red -> 100,
     green -> 200, blue -> 300; carries hrnet_cls/w18 metadata so the ImageNet pipeline is used."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     w = np.zeros((3, 1000), np.float32)
     for c, (_, label) in enumerate(COLOURS.values()):  # channel c (RGB order) -> its class
@@ -64,14 +62,6 @@ def colour_classifier_onnx(path: Path) -> Path:
         w[c, label] = 1.0
     nodes = [helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=0),
              helper.make_node("MatMul", ["m", "w"], ["logits"])]
-    graph = helper.make_graph(nodes, "colour", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])],
-                              [numpy_helper.from_array(np.array([2, 3], np.int64), "axes"), numpy_helper.from_array(w, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    v = classification_variant("w18")
-    write_onnx_metadata(model, {"model": "hrnet_cls", "variant": "w18", "task": "classification",
-                                "input": v.input.to_dict(), "outputs": ["logits"], "preprocess": v.preprocess,
-                                "weights": "hand-built colour classifier"})
-    onnx.save(model, str(path))
-    return path
+    return save_classifier(path, nodes, [numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+                                         numpy_helper.from_array(w, "w")],
+                           "hand-built colour classifier", opset=18, name="colour")

@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrdeploy.artifact import write_onnx_metadata
 from hrdeploy.budget import parse_budget, segments
 from hrdeploy.errors import UserError
 from hrdeploy.synthetic import write_images
-from hrdeploy.tasks.classification import classification_variant
+from hrdeploy.testing.graphs import save_classifier
 
 
 def small_convnet(path: Path, seed: int = 0) -> Path:
     """image -> 4 Conv+Relu (strided) -> GlobalAveragePool -> Gemm -> 1000 logits."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     inits, nodes, x = [], [], "image"
@@ -37,16 +35,7 @@ def small_convnet(path: Path, seed: int = 0) -> Path:
     nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
               helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
               helper.make_node("Gemm", ["flat", "fc", "fcb"], ["logits"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    v = classification_variant("w18")
-    write_onnx_metadata(model, {"model": "hrnet_cls", "variant": "w18", "task": "classification",
-                                "input": v.input.to_dict(), "outputs": ["logits"], "preprocess": v.preprocess,
-                                "weights": "seeded small convnet"})
-    onnx.save(model, str(path))
-    return path
+    return save_classifier(path, nodes, inits, "seeded small convnet", name="small")
 
 
 @pytest.fixture(scope="module")

@@ -202,12 +202,10 @@ def test_sophon_cell_on_the_simulator(work: Path, run_cli: Any) -> None:
     """One Sophon fp32 cell on the TPU-MLIR cmodel: compiled, evaluated on two images against
     the source, and no throughput (the simulator's speed is not the chip's)."""
     import numpy as np
-    import onnx
-    from hrdeploy.artifact import write_onnx_metadata
     from hrdeploy.plugins import registry
     from hrdeploy.synthetic import write_images
-    from hrdeploy.tasks.classification import classification_variant
-    from onnx import TensorProto, helper, numpy_helper
+    from hrdeploy.testing.graphs import save_classifier
+    from onnx import helper, numpy_helper
 
     _installed("sophon")
     probe = registry().target("sophon").probe()
@@ -220,15 +218,8 @@ def test_sophon_cell_on_the_simulator(work: Path, run_cli: Any) -> None:
     nodes = [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[4, 4]),
              helper.make_node("Relu", ["c1"], ["r1"]), helper.make_node("GlobalAveragePool", ["r1"], ["g"]),
              helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "w2", "b2"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 224, 224])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])], inits)
-    net = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    net.ir_version = 8
-    v = classification_variant("w18")
-    write_onnx_metadata(net, {"model": "hrnet_cls", "variant": "w18", "task": "classification",
-                              "input": v.input.to_dict(), "outputs": ["logits"], "preprocess": v.preprocess,
-                              "weights": "seeded small test network"})
-    onnx.save(net, str(work / "small.onnx"))
+    save_classifier(work / "small.onnx", nodes, inits, "seeded small test network", opset=13, ir_version=8,
+                    batch="N", name="small")
     root = work / "sim-data"
     paths = write_images(root / "ILSVRC2012_img_val", 3, seed=9)
     (root / "val_label.txt").write_text("".join(f"{p.name} {i}\n" for i, p in enumerate(paths)))

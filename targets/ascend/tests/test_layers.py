@@ -276,11 +276,9 @@ def test_csv_with_the_msaccucmp_header_and_a_missing_golden() -> None:
 def named_classifier(path: Path, corrupt: bool = False) -> Path:
     """A small conv classifier with named nodes (as torch exports them) and hrnet_cls/w18
     metadata, so ``hrdeploy convert`` and ``debug`` use the ImageNet pipeline."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from hrdeploy.artifact import write_onnx_metadata
-    from hrdeploy.tasks.classification import classification_variant
+    from hrdeploy.testing.graphs import save_classifier
 
     rng = np.random.default_rng(5)
     w0 = (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -298,19 +296,9 @@ def named_classifier(path: Path, corrupt: bool = False) -> Path:
              helper.make_node("Flatten", ["/pool/GlobalAveragePool_output_0"], ["/flat/Flatten_output_0"],
                               name="/flat/Flatten"),
              helper.make_node("MatMul", ["/flat/Flatten_output_0", "head"], ["logits"], name="/head/MatMul")]
-    graph = helper.make_graph(nodes, "cls", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
-                                                                           ["batch", 3, 224, 224])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])],
-                              [numpy_helper.from_array(w0, "w0"), numpy_helper.from_array(w1, "w1"),
-                               numpy_helper.from_array(head, "head")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 9
-    v = classification_variant("w18")
-    write_onnx_metadata(model, {"model": "hrnet_cls", "variant": "w18", "task": "classification",
-                                "input": v.input.to_dict(), "outputs": ["logits"], "preprocess": v.preprocess,
-                                "weights": "hand-built small classifier"})
-    onnx.save(model, str(path))
-    return path
+    return save_classifier(path, nodes, [numpy_helper.from_array(w0, "w0"), numpy_helper.from_array(w1, "w1"),
+                                         numpy_helper.from_array(head, "head")],
+                           "hand-built small classifier", opset=13, name="cls")
 
 
 def test_debug_plans_then_reads_back_through_the_cli(tmp_path: Path, ascend_env, run_cli) -> None:

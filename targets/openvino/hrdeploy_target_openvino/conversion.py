@@ -131,7 +131,7 @@ def _summary(precision: str, extra: dict[str, Any]) -> str:
 def write_dry_run_plan(request: ConvertRequest, options: dict[str, Any], target: str) -> ConvertResult:
     """The plan folder of a dry run: the build step is recorded, nothing runs. int8 calibration
     tensors are made here, where the images and the model's preprocessing are."""
-    source = place_source(request.onnx_path, request.out_dir)
+    place_source(request.onnx_path, request.out_dir)  # the plan carries its own copy of the source
     calib = 0
     if request.precision == "int8":
         tensors = calibration_tensors(request)
