@@ -3,6 +3,7 @@ known images, so the metric can be checked end to end."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +66,16 @@ def colour_classifier_onnx(path: Path) -> Path:
     return save_classifier(path, nodes, [numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
                                          numpy_helper.from_array(w, "w")],
                            "hand-built colour classifier", opset=18, name="colour")
+
+
+def colour_eval_case(root: Path, per_colour: int = 4, *args: str) -> dict[str, Any]:
+    """An ImageNet-format colour set under ``root``, the colour classifier, and its evaluation
+    in this process (``eval ... ARGS``): the single-process result other runs must equal."""
+    from hrdeploy.cli import main
+
+    imagenet_label_layout(root / "data", per_colour=per_colour)
+    model = colour_classifier_onnx(root / "colour.onnx")
+    local = root / "local" / "r.json"
+    data = f"imagenet:{root / 'data'}"
+    main(["eval", str(model), "--data", data, "-o", str(local), *args])
+    return {"model": model, "data": data, "local": local, "root": root}

@@ -15,7 +15,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install 'hrdeploy[ray]'")
 
-from classification_data import colour_classifier_onnx, imagenet_label_layout
+from classification_data import colour_eval_case
 from hrdeploy_hrnet_pose.synthetic import (
     build_constant_heatmap_onnx,
     build_synthetic_coco,
@@ -46,27 +46,13 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cls_data(tmp_path_factory) -> dict[str, Any]:
-    from hrdeploy.cli import main
-
-    root = tmp_path_factory.mktemp("raycls")
-    imagenet_label_layout(root / "data")  # 12 images, 3 classes
-    model = colour_classifier_onnx(root / "colour.onnx")
-    local = root / "local" / "r.json"
-    main(["eval", str(model), "--data", f"imagenet:{root / 'data'}", "-o", str(local)])
-    return {"model": model, "data": f"imagenet:{root / 'data'}", "local": local}
+    return colour_eval_case(tmp_path_factory.mktemp("raycls"))  # 12 images, 3 classes
 
 
 @pytest.fixture(scope="module")
 def many_data(tmp_path_factory) -> dict[str, Any]:
     """48 images: enough blocks that an actor killed at its first result still has work queued."""
-    from hrdeploy.cli import main
-
-    root = tmp_path_factory.mktemp("raymany")
-    imagenet_label_layout(root / "data", per_colour=16)
-    model = colour_classifier_onnx(root / "colour.onnx")
-    local = root / "local" / "r.json"
-    main(["eval", str(model), "--data", f"imagenet:{root / 'data'}", "-o", str(local)])
-    return {"model": model, "data": f"imagenet:{root / 'data'}", "local": local}
+    return colour_eval_case(tmp_path_factory.mktemp("raymany"), 16)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install 'hrdeploy[ray]'")
 
-from classification_data import colour_classifier_onnx, imagenet_label_layout
+from classification_data import colour_eval_case
 from hrdeploy.errors import UserError
 from hrdeploy.model import SampleRef
 
@@ -31,14 +31,7 @@ def local_ray() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def cls_data(tmp_path_factory) -> dict[str, Any]:
-    from hrdeploy.cli import main
-
-    root = tmp_path_factory.mktemp("raylocal")
-    imagenet_label_layout(root / "data", per_colour=2)
-    model = colour_classifier_onnx(root / "colour.onnx")
-    local = root / "local" / "r.json"
-    main(["eval", str(model), "--data", f"imagenet:{root / 'data'}", "-o", str(local), "--batch", "2"])
-    return {"model": model, "data": f"imagenet:{root / 'data'}", "local": local, "root": root}
+    return colour_eval_case(tmp_path_factory.mktemp("raylocal"), 2, "--batch", "2")
 
 
 def test_local_ray_run_equals_the_single_process_run(local_ray, cls_data, tmp_path, run_cli):
