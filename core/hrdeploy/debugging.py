@@ -9,7 +9,6 @@ vendor's dump commands into a folder for the device machine
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -179,10 +178,3 @@ def _plan_inputs(folder: Path) -> np.ndarray:
         raise UserError(f"{folder} is not a debug plan folder: no debug-inputs.npy in it",
                         "give the folder 'hrdeploy debug' wrote for the device machine")
     return np.load(path, allow_pickle=False)
-
-
-def copy_source(src: Path, folder: Path) -> Path:
-    """A copy of the source ONNX inside a plan folder (the vendors' compare tools read it)."""
-    dst = folder / "source.onnx"
-    shutil.copyfile(src, dst)
-    return dst

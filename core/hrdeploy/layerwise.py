@@ -21,7 +21,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -374,10 +374,6 @@ def plot(report: LayerReport, path: Path, title: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def layer_names(rows: Iterable[LayerRow]) -> list[str]:
-    return [r.tensor for r in rows]
 
 
 def match_suffixed(source_names: Sequence[str], available: Mapping[str, np.ndarray],
